@@ -1,0 +1,168 @@
+"""Instance lifecycle on small text-format guests: exit codes, traps, stop, limits, async."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import open_fds
+from wasmhost import GuestTrap, Host, Instance, Interrupted, Limits, LinkError, Module, Preopen, Timeout
+
+WRITE_AND_EXIT = """
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 8) "out\\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 8))
+    (i32.store (i32.const 4) (i32.const 4))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 20)))
+    (call $exit (i32.const 7))))
+"""
+
+SPIN = '(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))'
+
+GROW = """
+(module
+  (memory (export "memory") 1)
+  (func (export "_start") (result i32) (memory.grow (i32.const 100))))
+"""
+
+REACTOR = """
+(module
+  (global $base (mut i32) (i32.const 0))
+  (func (export "_initialize") (global.set $base (i32.const 40)))
+  (func (export "add") (param i32 i32) (result i32)
+    (i32.add (global.get $base) (i32.add (local.get 0) (local.get 1)))))
+"""
+
+SLEEP = """
+(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    ;; one relative MONOTONIC clock subscription of 300 ms at offset 0
+    (i64.store (i32.const 0) (i64.const 42))
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 300000000))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))
+"""
+
+
+def test_exit_code_and_stdout_callback() -> None:
+    out: list[bytes] = []
+    with Instance(Module(WRITE_AND_EXIT.encode()), Host(stdout=out.append)) as inst:
+        assert inst.run() == 7
+    assert out == [b"out\n"]
+
+
+def test_trap_reports_kind_and_backtrace() -> None:
+    wat = '(module (func $boom unreachable) (func (export "_start") (call $boom)))'
+    with Instance(Module(wat.encode())) as inst, pytest.raises(GuestTrap) as info:
+        inst.run()
+    assert info.value.kind == "unreachable"
+    assert any("boom" in frame for frame in info.value.frames)
+
+
+def test_unknown_imports_listed_together() -> None:
+    wat = """(module
+      (import "env" "missing_one" (func))
+      (import "wasi_snapshot_preview1" "not_a_wasi_function" (func))
+      (import "wasi_snapshot_preview1" "fd_write" (func (param i32))))"""
+    with pytest.raises(LinkError) as info:
+        Instance(Module(wat.encode()))
+    assert info.value.missing == [
+        "env::missing_one",
+        "wasi_snapshot_preview1::not_a_wasi_function",
+        "wasi_snapshot_preview1::fd_write",
+    ]
+
+
+def test_stop_from_another_thread_ends_a_spinning_guest() -> None:
+    with Instance(Module(SPIN.encode())) as inst:
+        threading.Timer(0.2, inst.stop).start()
+        start = time.monotonic()
+        with pytest.raises(Interrupted):
+            inst.run()
+        assert time.monotonic() - start < 1.0
+
+
+def test_stop_interrupts_a_blocking_host_call() -> None:
+    with Instance(Module(SLEEP.replace("300000000", "60000000000").encode())) as inst:
+        threading.Timer(0.2, inst.stop).start()
+        start = time.monotonic()
+        with pytest.raises(Interrupted):
+            inst.run()
+        assert time.monotonic() - start < 1.0
+
+
+def test_timeout_limit() -> None:
+    with Instance(Module(SPIN.encode()), Host(limits=Limits(timeout=0.3))) as inst:
+        start = time.monotonic()
+        with pytest.raises(Timeout, match=r"0\.3 s time limit"):
+            inst.run()
+        assert 0.3 <= time.monotonic() - start < 0.8
+
+
+def test_fuel_limit_traps() -> None:
+    with Instance(Module(SPIN.encode()), Host(limits=Limits(fuel=10_000))) as inst, pytest.raises(GuestTrap) as info:
+        inst.run()
+    assert info.value.kind == "out of fuel"
+
+
+def test_memory_limit_makes_grow_fail() -> None:
+    module = Module(GROW.encode())
+    with Instance(module, Host(limits=Limits(memory=2 * 65536))) as inst:
+        assert inst.call("_start") == -1
+    with Instance(module) as inst:
+        assert inst.call("_start") == 1  # previous size in pages
+
+
+def test_reactor_call_runs_initialize_first() -> None:
+    with Instance(Module(REACTOR.encode())) as inst:
+        assert inst.call("add", 1, 2) == 43
+
+
+def test_close_releases_preopened_dirs(tmp_path: Path) -> None:
+    host = Host(preopens=[Preopen("/data", tmp_path)], stdout=None)
+    module = Module(WRITE_AND_EXIT.encode())
+    Instance(module, host).close()  # wasmtime keeps one memory image per module: not ours
+    before = open_fds()
+    inst = Instance(module, host)
+    assert len(open_fds() - before) >= 1
+    inst.close()
+    assert open_fds() == before
+
+
+def test_run_async_keeps_the_loop_ticking() -> None:
+    """A ticker task keeps its 10 ms period while the guest sleeps and while it computes."""
+
+    async def main(wat: str, host: Host) -> float:
+        lateness: list[float] = []
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                lateness.append(now - last - 0.01)
+                last = now
+
+        task = asyncio.create_task(ticker())
+        with Instance(Module(wat.encode()), host) as inst, contextlib.suppress(Timeout):
+            await inst.run_async()
+        stop.set()
+        await task
+        assert len(lateness) >= 20
+        return max(lateness)
+
+    assert asyncio.run(main(SLEEP, Host())) < 0.05
+    assert asyncio.run(main(SPIN, Host(limits=Limits(timeout=0.3)))) < 0.05

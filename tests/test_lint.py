@@ -1,0 +1,21 @@
+"""Static checks run with the tests, as wasmtime-py does: mypy --strict and ruff stay clean."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def _check(*command: str) -> None:
+    done = subprocess.run([sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_mypy_strict() -> None:
+    _check("mypy", "--strict", "wasmhost")
+
+
+def test_ruff() -> None:
+    _check("ruff", "check", "wasmhost", "tests", "benchmarks")

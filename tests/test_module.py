@@ -1,0 +1,89 @@
+"""Module validation errors, guest kinds, and the on-disk compile cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from wasmhost import GuestKind, Module, ModuleError
+from wasmhost.cache import CompileCache
+
+COMMAND = '(module (func (export "_start")))'
+SOCKETS = """(module
+  (import "wasi_snapshot_preview1" "sock_open" (func (param i32 i32 i32) (result i32)))
+  (func (export "_start")))"""
+COMPONENT = b"\0asm\x0d\0\x01\0"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"hello world", "not a WebAssembly module (bad magic)"),
+        (b"\0as", "truncated WebAssembly module (3 bytes)"),
+        (COMPONENT, "is a WebAssembly component, not a core module"),
+        (b"\0asm\x01\0\0\0\x01\x05", "invalid module"),
+        (b"", "not a WebAssembly module (bad magic)"),
+    ],
+)
+def test_invalid_modules_get_one_clear_line(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "app.wasm"
+    path.write_bytes(content)
+    with pytest.raises(ModuleError) as info:
+        Module(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ModuleError, match="no such file"):
+        Module(tmp_path / "absent.wasm")
+
+
+def test_kinds() -> None:
+    assert Module(COMMAND.encode()).kind is GuestKind.COMMAND
+    assert Module(SOCKETS.encode()).kind is GuestKind.SOCKET_SERVER
+    assert Module(b'(module (func (export "f")))').kind is GuestKind.REACTOR
+
+
+def test_imports_and_exports_are_listed() -> None:
+    module = Module(SOCKETS.encode())
+    assert [(i.module, i.name, i.kind) for i in module.imports] == [("wasi_snapshot_preview1", "sock_open", "func")]
+    assert module.exports == {"_start": "func"}
+
+
+def test_second_load_uses_the_cache(tmp_path: Path) -> None:
+    cache = CompileCache(tmp_path)
+    assert not Module(COMMAND.encode(), cache=cache).cache_hit
+    assert Module(COMMAND.encode(), cache=cache).cache_hit
+    assert len(list((tmp_path / "compiled").rglob("*.cwasm"))) == 1
+
+
+def test_corrupt_cache_entry_is_rebuilt(tmp_path: Path) -> None:
+    cache = CompileCache(tmp_path)
+    Module(COMMAND.encode(), cache=cache)
+    (entry,) = (tmp_path / "compiled").rglob("*.cwasm")
+    entry.write_bytes(b"garbage")
+    module = Module(COMMAND.encode(), cache=cache)
+    assert not module.cache_hit
+    assert entry.read_bytes() != b"garbage"
+    assert Module(COMMAND.encode(), cache=cache).cache_hit
+
+
+def test_unwritable_cache_is_not_an_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    module = Module(COMMAND.encode(), cache=CompileCache(blocker))
+    assert module.kind is GuestKind.COMMAND
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_cache_writes_are_atomic(tmp_path: Path) -> None:
+    """No temp files remain, and the entry is complete (loadable)."""
+    cache = CompileCache(tmp_path)
+    Module(COMMAND.encode(), cache=cache)
+    leftovers = [p for p in (tmp_path / "compiled").rglob("*") if p.name.startswith(".tmp-")]
+    assert leftovers == []
+    assert os.path.getsize(next((tmp_path / "compiled").rglob("*.cwasm"))) > 0

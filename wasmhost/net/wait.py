@@ -1,0 +1,118 @@
+"""Blocking waits for a guest thread: until host fds are ready, a deadline passes, or stop.
+
+The guest runs on its own thread; when it must block (``poll_oneoff``, a blocking socket
+call) it asks a ``Waiter``. ``ThreadWaiter`` polls in the guest thread itself;
+``LoopWaiter`` registers the fds on an asyncio loop (uvloop when installed) so the loop owns
+every wait and other guests and coroutines keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import select
+import threading
+import time
+from collections.abc import Iterable
+
+
+class Waiter:
+    """Interface: wait for readiness; ``wake()`` (any thread) ends the current or next wait."""
+
+    def wait(self, readers: Iterable[int], writers: Iterable[int], timeout: float | None) -> None:
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the waiter holds."""
+
+
+class ThreadWaiter(Waiter):
+    """``poll(2)`` in the calling thread, woken early through a pipe."""
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def wait(self, readers: Iterable[int], writers: Iterable[int], timeout: float | None) -> None:
+        poller = select.poll()
+        poller.register(self._r, select.POLLIN)
+        for fd in readers:
+            poller.register(fd, select.POLLIN)
+        for fd in writers:
+            poller.modify(fd, select.POLLIN | select.POLLOUT) if fd in readers else poller.register(fd, select.POLLOUT)
+        poller.poll(None if timeout is None else max(0.0, timeout) * 1000)
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._r, 4096)
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._w, b"\0")
+
+    def close(self) -> None:
+        for fd in (self._r, self._w):
+            os.close(fd)
+        self._r = self._w = -1
+
+
+class LoopWaiter(Waiter):
+    """The wait happens on an asyncio loop running in another thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._done = threading.Event()
+        self._woken = False
+        self._lock = threading.Lock()
+
+    def wait(self, readers: Iterable[int], writers: Iterable[int], timeout: float | None) -> None:
+        with self._lock:
+            if self._woken:
+                self._woken = False
+                return
+            self._done.clear()
+        readers, writers = list(readers), list(writers)
+        loop = self._loop
+        handles: list[asyncio.TimerHandle] = []
+        done = self._done
+
+        def fire() -> None:
+            done.set()
+
+        def arm() -> None:
+            for fd in readers:
+                loop.add_reader(fd, fire)
+            for fd in writers:
+                loop.add_writer(fd, fire)
+            if timeout is not None:
+                handles.append(loop.call_later(max(0.0, timeout), fire))
+
+        def disarm() -> None:
+            for fd in readers:
+                loop.remove_reader(fd)
+            for fd in writers:
+                loop.remove_writer(fd)
+            for handle in handles:
+                handle.cancel()
+
+        loop.call_soon_threadsafe(arm)
+        done.wait()
+        cleaned = threading.Event()
+        def release() -> None:
+            disarm()
+            cleaned.set()
+
+        loop.call_soon_threadsafe(release)
+        cleaned.wait()
+        with self._lock:
+            self._woken = False
+
+    def wake(self) -> None:
+        with self._lock:
+            self._woken = True
+            self._done.set()
+
+
+def deadline_after(seconds: float | None) -> float | None:
+    return None if seconds is None else time.monotonic() + seconds
