@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeAlias
 import attrs
 
 from .errors import ConfigError
+from .net.policy import Network
 
 #: Where a standard stream goes: ``"inherit"`` the host process's, ``None`` nowhere,
 #: ``bytes`` (stdin only) fixed input, a ``Path`` a file, a callable gets each write.
@@ -89,7 +90,11 @@ class Host:
     stdin: Stdio = "inherit"
     stdout: Stdio = "inherit"
     stderr: Stdio = "inherit"
-    limits: Limits = Limits()
+    limits: Limits = attrs.field(factory=Limits)
+    network: Network = attrs.field(factory=Network)
+    #: Define imports nothing provides as functions that trap when called (a guest that
+    #: imports e.g. WasmEdge's TLS plugin but never calls it still starts).
+    trap_unknown_imports: bool = False
 
     @staticmethod
     def parse_env(spec: str) -> tuple[str, str]:

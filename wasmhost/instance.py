@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from pathlib import Path
@@ -19,7 +20,10 @@ from .wasi.context import Interrupted as WaitInterrupted
 from .wasi.context import ProcExit, WasiContext
 from .wasi.fdtable import BytesInput, CallbackOutput, Descriptor, Directory, FdTable, NullStream, OsFile
 from .wasi.memory import GuestMemory
-from .wasi.preview1 import SIGNATURES, Preview1
+from .wasi.preview1 import FUNCTIONS, Preview1
+from .wasi.sockets import SOCKET_FUNCTIONS, Sockets
+
+log = logging.getLogger("wasmhost")
 
 _TIMEOUT = "timeout"
 _STOPPED = "stopped"
@@ -43,8 +47,14 @@ class Instance:
         self._ctx = WasiContext(args, env, fds, lambda: self._reason)
         try:
             self._store = _native.Store(limits.fuel, limits.memory, lambda: self._reason)
-            funcs, missing = linking.link(module.imports, linking.table_of(Preview1(self._ctx), SIGNATURES))
-            if missing:
+            self._sockets = Sockets(self._ctx, self.host.network, os.path.basename(module.name))
+            table = linking.table_of(Preview1(self._ctx, self.host.network.idle_backoff), FUNCTIONS)
+            table.update(linking.table_of(self._sockets, SOCKET_FUNCTIONS))
+            funcs, missing = linking.link(module.imports, table)
+            if missing and self.host.trap_unknown_imports:
+                funcs.update(linking.trapping(missing))
+                log.warning("%s: unknown imports will trap if called: %s", module.name, _names(missing))
+            elif missing:
                 raise LinkError(module.name, [f"{m.module}::{m.name}" for m in missing])
             self._calls = _native.HostCalls()
             try:
@@ -80,6 +90,7 @@ class Instance:
         loop = asyncio.get_running_loop()
         self._ctx.waiter.close()
         self._ctx.waiter = LoopWaiter(loop)
+        self._ctx.loop = loop
         done: asyncio.Future[int] = loop.create_future()
 
         def settle(result: int | None, error: BaseException | None) -> None:
@@ -162,6 +173,11 @@ class Instance:
         info = _native.describe(exc)
         return GuestTrap(self.module.name, info.message, info.kind, info.frames)
 
+    @property
+    def listening(self) -> list[tuple[str, int]]:
+        """The host addresses the guest's sockets listen on (after any port mapping)."""
+        return list(self._sockets.listening)
+
     # --- resources -----------------------------------------------------------------------
 
     def close(self) -> None:
@@ -174,6 +190,10 @@ class Instance:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _names(imports: list[_native.Import]) -> str:
+    return ", ".join(f"{i.module}::{i.name}" for i in imports)
 
 
 def _fd_table(host: Host) -> FdTable:

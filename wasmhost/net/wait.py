@@ -99,6 +99,7 @@ class LoopWaiter(Waiter):
         loop.call_soon_threadsafe(arm)
         done.wait()
         cleaned = threading.Event()
+
         def release() -> None:
             disarm()
             cleaned.set()

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from ..net.wait import ThreadWaiter, Waiter
-from .fdtable import FdTable
+from .abi import FDFLAG_NONBLOCK, Errno, WasiError
+from .fdtable import Descriptor, FdTable
 from .memory import GuestMemory
+
+_T = TypeVar("_T")
 
 
 class ProcExit(Exception):
@@ -32,7 +38,12 @@ class WasiContext:
         self.fds = fds
         self.memory = GuestMemory(lambda: (0, 0))
         self.waiter: Waiter = ThreadWaiter()
+        self.loop: asyncio.AbstractEventLoop | None = None  # set while served on a loop
         self._stop_reason = stop_reason
+
+    @staticmethod
+    def clock() -> float:
+        return time.monotonic()
 
     def check_stop(self) -> None:
         reason = self._stop_reason()
@@ -44,6 +55,26 @@ class WasiContext:
         self.check_stop()
         self.waiter.wait(readers, writers, timeout)
         self.check_stop()
+
+    def blocking(self, desc: Descriptor, write: bool, op: Callable[[], _T], timeout: float | None = None) -> _T:
+        """Run an I/O ``op``; if a blocking-mode descriptor would block, wait and retry.
+
+        ``timeout`` (SO_RCVTIMEO/SO_SNDTIMEO) turns a long wait into ``AGAIN``.
+        """
+        desc.io_seq += 1
+        while True:
+            try:
+                return op()
+            except WasiError as exc:
+                osfd = desc.os_fd()
+                if exc.errno != Errno.AGAIN or desc.flags & FDFLAG_NONBLOCK or osfd is None:
+                    raise
+            start = self.clock()
+            self.wait([] if write else [osfd], [osfd] if write else [], timeout)
+            if timeout is not None:
+                timeout -= self.clock() - start
+                if timeout <= 0:
+                    raise WasiError(Errno.AGAIN)
 
     def close(self) -> None:
         self.fds.close_all()

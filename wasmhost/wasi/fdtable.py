@@ -35,6 +35,7 @@ class Descriptor:
         self.rights = rights
         self.inheriting = inheriting
         self.flags = flags
+        self.io_seq = 0  # bumped by every I/O call: poll tells fresh readiness from stale
 
     def os_fd(self) -> int | None:
         """The host descriptor to poll for readiness, or None when always ready."""
@@ -248,12 +249,11 @@ class FdTable:
         desc.close()
 
     def renumber(self, fd: int, to: int) -> None:
-        desc = self.get(fd)
-        if to not in self._fds:
+        if fd not in self._fds or to not in self._fds:
             raise WasiError(Errno.BADF)
-        self._fds.pop(to).close()
-        self._fds[to] = self._fds.pop(fd)
-        del desc
+        if fd != to:
+            self._fds.pop(to).close()
+            self._fds[to] = self._fds.pop(fd)
 
     def items(self) -> list[tuple[int, Descriptor]]:
         return list(self._fds.items())

@@ -17,8 +17,9 @@ MODULE = "wasi_snapshot_preview1"
 Table = dict[tuple[str, str], Callable[..., None]]
 
 
-def table_of(provider: object, signatures: dict[str, str]) -> Table:
-    return {(name, params): getattr(provider, name) for name, params in signatures.items()}
+def table_of(provider: object, entries: Iterable[tuple[str, str, str]]) -> Table:
+    """``(import name, params, method name)`` entries bound to ``provider``'s methods."""
+    return {(name, params): getattr(provider, method) for name, params, method in entries}
 
 
 def errno_result(func: Callable[..., None]) -> Callable[..., int]:
@@ -33,6 +34,25 @@ def errno_result(func: Callable[..., None]) -> Callable[..., int]:
 
     call.__name__ = func.__name__
     return call
+
+
+class UnknownImportCalled(Exception):
+    """A guest called an import that ``trap_unknown_imports`` stubbed out."""
+
+
+def trapping(imports: Iterable[Import]) -> dict[tuple[str, str], tuple[Callable[..., int], Signature]]:
+    """Functions for ``imports`` that trap with the import's name when called."""
+    funcs = {}
+    for imp in imports:
+        if imp.signature is None:
+            continue
+
+        def call(*_args: int, name: str = f"{imp.module}::{imp.name}") -> int:
+            raise UnknownImportCalled(f"guest called {name}, which this host does not provide")
+
+        call.__name__ = imp.name
+        funcs[(imp.module, imp.name)] = (call, imp.signature)
+    return funcs
 
 
 def link(

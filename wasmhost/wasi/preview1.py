@@ -1,7 +1,7 @@
 """The ``wasi_snapshot_preview1`` functions, implemented by wasmhost over one fd table.
 
 Each method is named after the WASI function and takes its integer arguments; it returns
-None on success or raises ``WasiError``. ``SIGNATURES`` gives the wasm types that the
+None on success or raises ``WasiError``. ``FUNCTIONS`` gives the wasm types that the
 linker registers them with.
 """
 
@@ -11,7 +11,7 @@ import os
 import select
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from . import fs, poll
 from .abi import (
@@ -67,7 +67,7 @@ _ADVICE = {
 _READ_RIGHTS = R.FD_READ | R.FD_READDIR
 
 #: name -> wasm parameter types ("i" i32, "I" i64); every function returns an i32 errno.
-SIGNATURES: dict[str, str] = {
+_SIGNATURES: dict[str, str] = {
     "args_get": "ii",
     "args_sizes_get": "ii",
     "environ_get": "ii",
@@ -106,6 +106,7 @@ SIGNATURES: dict[str, str] = {
     "path_symlink": "iiiii",
     "path_unlink_file": "iii",
     "poll_oneoff": "iiii",
+    "epoll_oneoff": "iiii",
     "proc_exit": "i",
     "proc_raise": "i",
     "sched_yield": "",
@@ -117,12 +118,18 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+FUNCTIONS = [(name, params, name) for name, params in _SIGNATURES.items()]
+
+
 class Preview1:
     """The standard functions; ``proc_exit`` raises ``ProcExit`` to end the guest."""
 
-    def __init__(self, ctx: WasiContext) -> None:
+    def __init__(self, ctx: WasiContext, idle_backoff: float = 0.25) -> None:
         self.ctx = ctx
         self.fds = ctx.fds
+        self._max_idle_ns = int(idle_backoff * 1e9)
+        self._idle_ns = 0
+        self._seen: dict[tuple[int, int], int] = {}
 
     # --- args, environment, clocks, random, process -------------------------------------
 
@@ -217,25 +224,13 @@ class Preview1:
         desc = self.fds.get(fd, R.FD_READ)
         bufs = self.ctx.memory.iovecs(iovs, count)
         self.ctx.memory.check(nread, 4)
-        self.ctx.memory.set_u32(nread, self._blocking(desc, select.POLLIN, lambda: desc.readv(bufs)))
+        self.ctx.memory.set_u32(nread, self.ctx.blocking(desc, False, lambda: desc.readv(bufs)))
 
     def fd_write(self, fd: int, iovs: int, count: int, nwritten: int) -> None:
         desc = self.fds.get(fd, R.FD_WRITE)
         bufs = self.ctx.memory.iovecs(iovs, count)
         self.ctx.memory.check(nwritten, 4)
-        self.ctx.memory.set_u32(nwritten, self._blocking(desc, select.POLLOUT, lambda: desc.writev(bufs)))
-
-    def _blocking(self, desc: Descriptor, event: int, op: Callable[[], int]) -> int:
-        """Run ``op``; when a blocking-mode descriptor would block, wait (interruptibly)."""
-        while True:
-            try:
-                return op()
-            except WasiError as exc:
-                osfd = desc.os_fd()
-                if exc.errno != Errno.AGAIN or desc.flags & FDFLAG_NONBLOCK or osfd is None:
-                    raise
-                readers, writers = ([osfd], []) if event == select.POLLIN else ([], [osfd])
-                self.ctx.wait(readers, writers, None)
+        self.ctx.memory.set_u32(nwritten, self.ctx.blocking(desc, True, lambda: desc.writev(bufs)))
 
     def _file(self, fd: int, rights: int) -> OsFile:
         desc = self.fds.get(fd, rights)
@@ -429,6 +424,9 @@ class Preview1:
     # --- poll ----------------------------------------------------------------------------
 
     def poll_oneoff(self, in_ptr: int, out_ptr: int, nsubs: int, nevents: int) -> None:
+        """Level-triggered poll, except that readiness the guest already saw and did no I/O
+        about since is held back up to ``idle_backoff`` (growing while the guest stays idle),
+        so guests that re-poll every writable socket (mio_wasi 0.8.7) do not spin."""
         if nsubs == 0:
             raise WasiError(Errno.INVAL)
         mem = self.ctx.memory
@@ -436,58 +434,86 @@ class Preview1:
         mem.check(nevents, 4)
         now, real = poll.now()
         subs = poll.decode(mem.read(in_ptr, nsubs * SUBSCRIPTION.size), now, real)
+        held_until: int | None = None
         while True:
-            events, readers, writers = self._poll_once(subs, now)
-            if events:
-                mem.write(out_ptr, poll.encode(events))
-                mem.set_u32(nevents, len(events))
+            ready = self._poll_once(subs, now)
+            fresh = [r for r in ready if not r.stale]
+            if fresh or (ready and held_until is not None and now >= held_until):
+                chosen = fresh or ready
+                self._idle_ns = 0 if fresh else min(self._idle_ns * 2 or 1_000_000, self._max_idle_ns)
+                for r in chosen:
+                    if r.desc is not None:
+                        self._seen[(r.fd, r.event.type)] = r.desc.io_seq
+                mem.write(out_ptr, poll.encode([r.event for r in chosen]))
+                mem.set_u32(nevents, len(chosen))
                 return
+            if ready and held_until is None:
+                held_until = now + (self._idle_ns or 1_000_000)
             deadline = poll.next_deadline(subs)
-            self.ctx.wait(readers, writers, None if deadline is None else (deadline - now) / 1e9)
+            if held_until is not None:
+                deadline = held_until if deadline is None else min(deadline, held_until)
+            busy = {(r.fd, r.event.type) for r in ready}
+            readers = [self._osfd(s) for s in subs if s.type == EventType.FD_READ and (s.fd, s.type) not in busy]
+            writers = [self._osfd(s) for s in subs if s.type == EventType.FD_WRITE and (s.fd, s.type) not in busy]
+            self.ctx.wait(
+                [fd for fd in readers if fd is not None],
+                [fd for fd in writers if fd is not None],
+                None if deadline is None else max(0, deadline - now) / 1e9,
+            )
             now = time.monotonic_ns()
 
-    def _poll_once(self, subs: list[poll.Subscription], now: int) -> tuple[list[poll.Event], list[int], list[int]]:
-        """Events that fired now, plus the host fds to wait on if none did."""
-        events: list[poll.Event] = []
-        wanted: list[tuple[int, poll.Subscription, int]] = []
+    epoll_oneoff = poll_oneoff
+
+    def _osfd(self, sub: poll.Subscription) -> int | None:
+        try:
+            return self.fds.get(sub.fd).os_fd()
+        except WasiError:
+            return None
+
+    def _poll_once(self, subs: list[poll.Subscription], now: int) -> list[_Ready]:
+        """Everything ready now, in subscription order; fd readiness is checked with poll(2)."""
+        ready: list[_Ready] = []
+        polled: list[tuple[int, poll.Subscription, Descriptor, int]] = []
         for sub in subs:
             if sub.error:
-                events.append(poll.Event(sub.userdata, sub.type, sub.error))
+                ready.append(_Ready(poll.Event(sub.userdata, sub.type, sub.error)))
             elif sub.type == EventType.CLOCK:
                 if poll.expired(sub, now):
-                    events.append(poll.Event(sub.userdata, sub.type))
+                    ready.append(_Ready(poll.Event(sub.userdata, sub.type)))
             else:
                 try:
                     desc = self.fds.get(sub.fd, R.POLL_FD_READWRITE)
                 except WasiError as exc:
-                    events.append(poll.Event(sub.userdata, sub.type, exc.errno))
+                    ready.append(_Ready(poll.Event(sub.userdata, sub.type, exc.errno)))
                     continue
                 osfd = desc.os_fd()
                 if osfd is None:
-                    events.append(poll.Event(sub.userdata, sub.type, nbytes=_ready_bytes(desc, sub.type)))
+                    ready.append(_Ready(poll.Event(sub.userdata, sub.type, nbytes=_ready_bytes(desc, sub.type))))
                 else:
-                    wanted.append((len(events), sub, osfd))
-        if not wanted:
-            return events, [], []
-        poller = select.poll()
-        for _, sub, osfd in wanted:
-            poller.register(osfd, select.POLLIN if sub.type == EventType.FD_READ else select.POLLOUT)
-        # An fd subscribed for both directions: register once with both masks.
-        masks: dict[int, int] = {}
-        for _, sub, osfd in wanted:
-            masks[osfd] = masks.get(osfd, 0) | (select.POLLIN if sub.type == EventType.FD_READ else select.POLLOUT)
-        for osfd, mask in masks.items():
-            poller.modify(osfd, mask)
-        revents = dict(poller.poll(0))
-        fired = [(pos, poll.fd_event(sub, revents.get(osfd, 0))) for pos, sub, osfd in wanted]
-        ready = [(pos, ev) for pos, ev in fired if ev is not None]
-        if ready or events:
-            merged = [(i, e) for i, e in enumerate(events)] + [(pos, ev) for pos, ev in ready]
-            merged.sort(key=lambda item: item[0])
-            return [e for _, e in merged], [], []
-        readers = [fd for fd, m in masks.items() if m & select.POLLIN]
-        writers = [fd for fd, m in masks.items() if m & select.POLLOUT]
-        return [], readers, writers
+                    polled.append((len(ready), sub, desc, osfd))
+        if polled:
+            masks: dict[int, int] = {}
+            for _, sub, _, osfd in polled:
+                masks[osfd] = masks.get(osfd, 0) | (select.POLLIN if sub.type == EventType.FD_READ else select.POLLOUT)
+            poller = select.poll()
+            for osfd, mask in masks.items():
+                poller.register(osfd, mask)
+            revents = dict(poller.poll(0))
+            inserted = 0
+            for pos, sub, desc, osfd in polled:
+                event = poll.fd_event(sub, revents.get(osfd, 0))
+                if event is not None:
+                    stale = self._max_idle_ns > 0 and self._seen.get((sub.fd, sub.type)) == desc.io_seq
+                    ready.insert(pos + inserted, _Ready(event, sub.fd, desc, stale))
+                    inserted += 1
+        return ready
+
+
+class _Ready(NamedTuple):
+    event: poll.Event
+    fd: int = -1
+    desc: Descriptor | None = None
+    stale: bool = False
 
 
 def _dir_only_rights() -> int:

@@ -1,0 +1,608 @@
+"""WasmEdge's socket extension of ``wasi_snapshot_preview1``, every ABI generation.
+
+Guest sockets are real non-blocking host sockets in the same fd table as files. A socket
+the guest thinks is blocking waits through the context's waiter (the asyncio loop when
+serving), so waits are interruptible and never block other guests. Layouts, errno values
+and generation rules follow docs/spec: ``SOCKET_FUNCTIONS`` lists every (name, type).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno as os_errno
+import ipaddress
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..net.policy import IPAddress, Network
+from .abi import FDFLAG_NONBLOCK, U32, Errno, Filetype, Rights, WasiError, from_os
+from .context import WasiContext
+from .fdtable import Buffers, Descriptor
+from .memory import GuestMemory
+
+log = logging.getLogger("wasmhost")
+_T = TypeVar("_T")
+
+# WASI address families and socket types (generation 2 numbering, WasmEdge >= 0.10).
+INET4, INET6 = 1, 2
+DGRAM, STREAM = 1, 2
+_FAMILY = {INET4: socket.AF_INET, INET6: socket.AF_INET6}
+_KIND = {DGRAM: socket.SOCK_DGRAM, STREAM: socket.SOCK_STREAM}
+_WASI_FAMILY: dict[int, int] = {socket.AF_INET: INET4, socket.AF_INET6: INET6}
+_WASI_KIND: dict[int, int] = {socket.SOCK_DGRAM: DGRAM, socket.SOCK_STREAM: STREAM}
+# Generation 1 guests (crate 0.2-0.3) number both from zero.
+_G1_FAMILY = {0: INET4, 1: INET6}
+_G1_KIND = {0: DGRAM, 1: STREAM}
+
+RIFLAG_PEEK, RIFLAG_WAITALL = 1, 2
+ROFLAG_TRUNCATED = 1
+_STORAGE = 128
+_ADDRESS = struct.Struct("<II")  # buf, buf_len
+_ADDRINFO = struct.Struct("<HBBBxxxIIII I".replace(" ", ""))  # 28 bytes
+_SOCKADDR = struct.Struct("<BxxxII")  # family, sa_data_len, sa_data
+_LINGER = struct.Struct("<ii")
+_TIMEVAL = struct.Struct("<qq")
+
+SOCKET_RIGHTS = int(
+    Rights.FD_READ | Rights.FD_WRITE | Rights.FD_FDSTAT_SET_FLAGS | Rights.POLL_FD_READWRITE
+    | Rights.FD_FILESTAT_GET | Rights.SOCK_SHUTDOWN
+) | sum(1 << b for b in range(29, 36))  # fmt: skip
+
+# Option names (WASI number -> (level, Linux name, payload kind)).
+_OPTIONS: dict[int, tuple[int, int, str]] = {
+    0: (socket.SOL_SOCKET, socket.SO_REUSEADDR, "int"),
+    1: (socket.SOL_SOCKET, socket.SO_TYPE, "type"),
+    2: (socket.SOL_SOCKET, socket.SO_ERROR, "error"),
+    3: (socket.SOL_SOCKET, socket.SO_DONTROUTE, "int"),
+    4: (socket.SOL_SOCKET, socket.SO_BROADCAST, "int"),
+    5: (socket.SOL_SOCKET, socket.SO_SNDBUF, "int"),
+    6: (socket.SOL_SOCKET, socket.SO_RCVBUF, "int"),
+    7: (socket.SOL_SOCKET, socket.SO_KEEPALIVE, "int"),
+    8: (socket.SOL_SOCKET, socket.SO_OOBINLINE, "int"),
+    9: (socket.SOL_SOCKET, socket.SO_LINGER, "linger"),
+    10: (socket.SOL_SOCKET, socket.SO_RCVLOWAT, "int"),
+    11: (socket.SOL_SOCKET, socket.SO_RCVTIMEO, "timeval"),
+    12: (socket.SOL_SOCKET, socket.SO_SNDTIMEO, "timeval"),
+    13: (socket.SOL_SOCKET, socket.SO_ACCEPTCONN, "int"),
+    14: (socket.SOL_SOCKET, getattr(socket, "SO_BINDTODEVICE", 25), "bytes"),
+}
+
+#: (import name, wasm parameter types, method). Same-named entries differ by type and are
+#: chosen by the type the module imports, as WasmEdge does.
+SOCKET_FUNCTIONS: list[tuple[str, str, str]] = [
+    ("sock_open", "iii", "sock_open"),
+    ("sock_bind", "iii", "sock_bind"),
+    ("sock_connect", "iii", "sock_connect"),
+    ("sock_listen", "ii", "sock_listen"),
+    ("sock_accept", "ii", "sock_accept_v1"),
+    ("sock_accept", "iii", "sock_accept_v2"),
+    ("sock_recv", "iiiiii", "sock_recv"),
+    ("sock_recv_from", "iiiiiii", "sock_recv_from_v1"),
+    ("sock_recv_from", "iiiiiiii", "sock_recv_from_v2"),
+    ("sock_send", "iiiii", "sock_send"),
+    ("sock_send_to", "iiiiiii", "sock_send_to"),
+    ("sock_shutdown", "ii", "sock_shutdown"),
+    ("sock_getsockopt", "iiiii", "sock_getsockopt"),
+    ("sock_setsockopt", "iiiii", "sock_setsockopt"),
+    ("sock_getlocaladdr", "iiii", "sock_getlocaladdr_v1"),
+    ("sock_getlocaladdr", "iii", "sock_getlocaladdr_v2"),
+    ("sock_getpeeraddr", "iiii", "sock_getpeeraddr_v1"),
+    ("sock_getpeeraddr", "iii", "sock_getpeeraddr_v2"),
+    ("sock_getaddrinfo", "iiiiiiii", "sock_getaddrinfo"),
+    ("sock_open_v2", "iii", "sock_open"),
+    ("sock_bind_v2", "iii", "sock_bind_v2"),
+    ("sock_connect_v2", "iii", "sock_connect_v2"),
+    ("sock_listen_v2", "ii", "sock_listen"),
+    ("sock_accept_v2", "iii", "sock_accept_v2"),
+    ("sock_recv_v2", "iiiiii", "sock_recv"),
+    ("sock_recv_from_v2", "iiiiiiii", "sock_recv_from_v2"),
+    ("sock_send_v2", "iiiii", "sock_send"),
+    ("sock_send_to_v2", "iiiiiii", "sock_send_to_v2"),
+    ("sock_getlocaladdr_v2", "iii", "sock_getlocaladdr_v2"),
+    ("sock_getpeeraddr_v2", "iii", "sock_getpeeraddr_v2"),
+]
+
+
+class Socket(Descriptor):
+    """A guest socket: a non-blocking host socket; NONBLOCK is the guest's own view."""
+
+    def __init__(self, sock: socket.socket, flags: int = 0) -> None:
+        super().__init__(SOCKET_RIGHTS, SOCKET_RIGHTS, flags)
+        sock.setblocking(False)
+        self.sock = sock
+        self.filetype = Filetype.SOCKET_DGRAM if sock.type == socket.SOCK_DGRAM else Filetype.SOCKET_STREAM
+        self.guest_port: int | None = None  # the port the guest asked for, when remapped
+        self.peers: set[tuple[str, int]] = set()  # UDP senders the guest may answer
+        self.timeouts: dict[int, float | None] = {}  # SO_RCVTIMEO / SO_SNDTIMEO in seconds
+
+    def os_fd(self) -> int:
+        return self.sock.fileno()
+
+    def readv(self, bufs: Buffers) -> int:
+        return _os(self.sock.recvmsg_into, bufs)[0]
+
+    def writev(self, bufs: Buffers) -> int:
+        return _os(self.sock.sendmsg, bufs, [], socket.MSG_NOSIGNAL)
+
+    def stat(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _os(func: Callable[..., _T], *args: Any) -> _T:
+    try:
+        return func(*args)
+    except OSError as exc:
+        raise from_os(exc) from None
+
+
+def _ip(family: int, raw: bytes) -> IPAddress:
+    return ipaddress.IPv4Address(raw[:4]) if family == INET4 else ipaddress.IPv6Address(raw[:16])
+
+
+class Sockets:
+    """The socket functions of one guest, on its context's fd table and waiter."""
+
+    def __init__(self, ctx: WasiContext, network: Network, name: str) -> None:
+        self.ctx = ctx
+        self.fds = ctx.fds
+        self.network = network
+        self.name = name
+        self.g1 = False  # switched on by the first zero family/type (crate 0.2-0.3 guests)
+        self.listening: list[tuple[str, int]] = []
+        self._warned: set[str] = set()
+
+    @property
+    def mem(self) -> GuestMemory:
+        return self.ctx.memory
+
+    def _socket(self, fd: int) -> Socket:
+        desc = self.fds.get(fd)
+        if not isinstance(desc, Socket):
+            raise WasiError(Errno.NOTSOCK)
+        return desc
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s: %s", self.name, message)
+
+    def _wait_io(self, sock: Socket, write: bool, op: Callable[[], _T], timeout_opt: int | None = None) -> _T:
+        timeout = sock.timeouts.get(timeout_opt) if timeout_opt is not None else None
+        return self.ctx.blocking(sock, write, op, timeout)
+
+    # --- addresses -----------------------------------------------------------------------
+
+    def _address(self, ptr: int, storage: bool) -> tuple[int, IPAddress]:
+        """(WASI family, IP) from a WasiAddress; 4/16 raw bytes, or 128-byte storage (V2)."""
+        buf, length = _ADDRESS.unpack_from(self.mem.check(ptr, 8), ptr)
+        if length == 4:
+            return INET4, _ip(INET4, self.mem.read(buf, 4))
+        if length == 16:
+            return INET6, _ip(INET6, self.mem.read(buf, 16))
+        if length == _STORAGE and storage:
+            raw = self.mem.read(buf, _STORAGE)
+            family = raw[0] | raw[1] << 8
+            if family not in _FAMILY:
+                raise WasiError(Errno.AFNOSUPPORT)
+            return family, _ip(family, raw[2:])
+        raise WasiError(Errno.INVAL)
+
+    def _write_address(self, ptr: int, addr: tuple[Any, ...], storage: bool) -> int:
+        """Write the IP of a host sockaddr into a WasiAddress; returns the WASI family."""
+        buf, length = _ADDRESS.unpack_from(self.mem.check(ptr, 8), ptr)
+        ip = ipaddress.ip_address(addr[0].split("%")[0])
+        family = INET4 if ip.version == 4 else INET6
+        if storage:
+            if length != _STORAGE:
+                raise WasiError(Errno.INVAL)
+            self.mem.write(buf, (struct.pack("<H", family) + ip.packed).ljust(_STORAGE, b"\0"))
+        elif length not in (4, 16):
+            raise WasiError(Errno.INVAL)
+        elif len(ip.packed) > length:
+            raise WasiError(Errno.NOMEM)
+        else:
+            self.mem.write(buf, ip.packed)
+        return family
+
+    def _sockaddr(self, sock: Socket, family: int, ip: IPAddress, port: int) -> tuple[Any, ...]:
+        host_family = _FAMILY[family]
+        if host_family != sock.sock.family:
+            raise WasiError(Errno.AFNOSUPPORT)
+        return (str(ip), port & 0xFFFF) if family == INET4 else (str(ip), port & 0xFFFF, 0, 0)
+
+    # --- open / bind / listen / connect / accept -----------------------------------------
+
+    def sock_open(self, family: int, kind: int, out: int) -> None:
+        if family == 0 or kind == 0:
+            self.g1 = True
+        if self.g1:
+            family, kind = _G1_FAMILY.get(family, -1), _G1_KIND.get(kind, -1)
+        if family == 3:
+            raise WasiError(Errno.NOSYS)
+        if family not in _FAMILY or kind not in _KIND:
+            raise WasiError(Errno.INVAL)
+        self.mem.check(out, 4)
+        sock = _os(socket.socket, _FAMILY[family], _KIND[kind])
+        self.mem.set_u32(out, self.fds.add(Socket(sock)))
+
+    def sock_bind(self, fd: int, addr: int, port: int) -> None:
+        self._bind(fd, addr, port, storage=False)
+
+    def sock_bind_v2(self, fd: int, addr: int, port: int) -> None:
+        self._bind(fd, addr, port, storage=True)
+
+    def _bind(self, fd: int, addr: int, port: int, storage: bool) -> None:
+        sock = self._socket(fd)
+        family, ip = self._address(addr, storage)
+        host, host_port = self.network.bind_target(ip, port & 0xFFFF)
+        target = self._sockaddr(sock, family, ipaddress.ip_address(host), host_port)
+        try:
+            sock.sock.bind(target)
+        except OSError as exc:
+            self._warn_once(f"bind {target}", f"cannot bind {_show(target)}: {exc.strerror}")
+            raise from_os(exc) from None
+        if (host, host_port) != (str(ip), port & 0xFFFF):
+            sock.guest_port = port & 0xFFFF
+
+    def sock_listen(self, fd: int, backlog: int) -> None:
+        sock = self._socket(fd)
+        _os(sock.sock.listen, min(backlog, 4096) or 128)
+        where = sock.sock.getsockname()
+        self.listening.append((where[0], where[1]))
+        guest = f" (guest port {sock.guest_port})" if sock.guest_port is not None else ""
+        log.info("%s: listening on %s%s", self.name, _show(where), guest)
+
+    def sock_connect(self, fd: int, addr: int, port: int) -> None:
+        self._connect(fd, addr, port, storage=False)
+
+    def sock_connect_v2(self, fd: int, addr: int, port: int) -> None:
+        self._connect(fd, addr, port, storage=True)
+
+    def _connect(self, fd: int, addr: int, port: int, storage: bool) -> None:
+        sock = self._socket(fd)
+        family, ip = self._address(addr, storage)
+        target = self._sockaddr(sock, family, ip, port)
+        self._check_outbound(ip, port & 0xFFFF, "connect to")
+        sock.io_seq += 1
+        code = sock.sock.connect_ex(target)
+        if code in (os_errno.EINPROGRESS, os_errno.EAGAIN):
+            if sock.flags & FDFLAG_NONBLOCK:
+                raise WasiError(Errno.INPROGRESS)
+            self.ctx.wait([], [sock.os_fd()], None)
+            while not _writable(sock.sock):
+                self.ctx.wait([], [sock.os_fd()], None)
+            code = sock.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            raise from_os(OSError(code, ""))
+        self._tune(sock)
+
+    def _check_outbound(self, ip: IPAddress, port: int, action: str) -> None:
+        if not self.network.allows_outbound(ip, port):
+            where = f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+            self._warn_once(
+                f"deny {where}", f"{action} {where} denied by network policy (allow it with --allow-outbound {where})"
+            )
+            raise WasiError(Errno.ACCES)
+
+    def _tune(self, sock: Socket) -> None:
+        if self.network.nodelay and sock.sock.type == socket.SOCK_STREAM:
+            with contextlib.suppress(OSError):
+                sock.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def sock_accept_v1(self, fd: int, out: int) -> None:
+        self._accept(fd, 0, out)
+
+    def sock_accept_v2(self, fd: int, flags: int, out: int) -> None:
+        if flags & ~0x1F:
+            raise WasiError(Errno.INVAL)
+        self._accept(fd, flags & FDFLAG_NONBLOCK, out)
+
+    def _accept(self, fd: int, flags: int, out: int) -> None:
+        listener = self._socket(fd)
+        self.mem.check(out, 4)
+        conn, _ = self._wait_io(listener, False, lambda: _os(listener.sock.accept))
+        accepted = Socket(conn, flags)
+        accepted.guest_port = listener.guest_port
+        self._tune(accepted)
+        self.mem.set_u32(out, self.fds.add(accepted))
+
+    # --- data ----------------------------------------------------------------------------
+
+    def sock_recv(self, fd: int, iovs: int, count: int, flags: int, out_len: int, out_flags: int) -> None:
+        sock = self._socket(fd)
+        bufs = self.mem.iovecs(iovs, count)
+        self.mem.check(out_len, 4)
+        self.mem.check(out_flags, 2)
+        n, msg_flags, _ = self._recv(sock, bufs, flags)
+        self.mem.set_u32(out_len, n)
+        self.mem.write(out_flags, struct.pack("<H", ROFLAG_TRUNCATED if msg_flags & socket.MSG_TRUNC else 0))
+
+    def _recv(self, sock: Socket, bufs: Buffers, flags: int) -> tuple[int, int, Any]:
+        if flags & ~(RIFLAG_PEEK | RIFLAG_WAITALL):
+            raise WasiError(Errno.INVAL)
+        host_flags = (socket.MSG_PEEK if flags & RIFLAG_PEEK else 0) | (
+            socket.MSG_WAITALL if flags & RIFLAG_WAITALL else 0
+        )
+        n, _anc, msg_flags, addr = self._wait_io(
+            sock, False, lambda: _os(sock.sock.recvmsg_into, bufs, 0, host_flags), socket.SO_RCVTIMEO
+        )
+        if addr and sock.sock.type == socket.SOCK_DGRAM:
+            sock.peers.add((addr[0], addr[1]))
+        return n, msg_flags, addr
+
+    def sock_recv_from_v1(
+        self, fd: int, iovs: int, count: int, addr: int, flags: int, out_len: int, out_flags: int
+    ) -> None:
+        sock = self._socket(fd)
+        bufs = self.mem.iovecs(iovs, count)
+        buf, length = _ADDRESS.unpack_from(self.mem.check(addr, 8), addr)
+        n, msg_flags, peer = self._recv(sock, bufs, flags)
+        if peer:
+            ip = ipaddress.ip_address(peer[0].split("%")[0])
+            if length == 16 and ip.version == 4:
+                # Crate 0.4.x layout: {family u16, port u16 (host order), address}.
+                self.mem.write(buf, struct.pack("<HH", INET4, peer[1]) + ip.packed + bytes(8))
+            else:
+                self._write_address(addr, peer, storage=False)
+        self.mem.set_u32(out_len, n)
+        self.mem.write(out_flags, struct.pack("<H", ROFLAG_TRUNCATED if msg_flags & socket.MSG_TRUNC else 0))
+
+    def sock_recv_from_v2(
+        self, fd: int, iovs: int, count: int, addr: int, flags: int, out_port: int, out_len: int, out_flags: int
+    ) -> None:
+        sock = self._socket(fd)
+        bufs = self.mem.iovecs(iovs, count)
+        _, length = _ADDRESS.unpack_from(self.mem.check(addr, 8), addr)
+        n, msg_flags, peer = self._recv(sock, bufs, flags)
+        if peer:
+            self._write_address(addr, peer, storage=length == _STORAGE)
+            # Host byte order: what guests mean (WasmEdge writes network order, its bug #2491).
+            self.mem.write(out_port, struct.pack("<H", peer[1]))
+        self.mem.set_u32(out_len, n)
+        self.mem.write(out_flags, struct.pack("<H", ROFLAG_TRUNCATED if msg_flags & socket.MSG_TRUNC else 0))
+
+    def sock_send(self, fd: int, iovs: int, count: int, flags: int, out_len: int) -> None:
+        sock = self._socket(fd)
+        if flags:
+            raise WasiError(Errno.INVAL)
+        bufs = self.mem.iovecs(iovs, count)
+        self.mem.check(out_len, 4)
+        sent = self._wait_io(
+            sock, True, lambda: _os(sock.sock.sendmsg, bufs, [], socket.MSG_NOSIGNAL), socket.SO_SNDTIMEO
+        )
+        self.mem.set_u32(out_len, sent)
+
+    def sock_send_to(self, fd: int, iovs: int, count: int, addr: int, port: int, flags: int, out_len: int) -> None:
+        self._send_to(fd, iovs, count, addr, port, flags, out_len, storage=False)
+
+    def sock_send_to_v2(self, fd: int, iovs: int, count: int, addr: int, port: int, flags: int, out_len: int) -> None:
+        self._send_to(fd, iovs, count, addr, port, flags, out_len, storage=True)
+
+    def _send_to(
+        self, fd: int, iovs: int, count: int, addr: int, port: int, flags: int, out_len: int, storage: bool
+    ) -> None:
+        sock = self._socket(fd)
+        if flags:
+            raise WasiError(Errno.INVAL)
+        family, ip = self._address(addr, storage)
+        target = self._sockaddr(sock, family, ip, port)
+        if (str(ip), port & 0xFFFF) not in sock.peers:
+            self._check_outbound(ip, port & 0xFFFF, "send to")
+        bufs = self.mem.iovecs(iovs, count)
+        self.mem.check(out_len, 4)
+        sent = self._wait_io(sock, True, lambda: _os(sock.sock.sendmsg, bufs, [], socket.MSG_NOSIGNAL, target))
+        self.mem.set_u32(out_len, sent)
+
+    def sock_shutdown(self, fd: int, how: int) -> None:
+        sock = self._socket(fd)
+        if how > 3:
+            raise WasiError(Errno.INVAL)
+        sock.io_seq += 1
+        _os(sock.sock.shutdown, {0: socket.SHUT_RD, 1: socket.SHUT_RD, 2: socket.SHUT_WR, 3: socket.SHUT_RDWR}[how])
+
+    # --- options and addresses ------------------------------------------------------------
+
+    def sock_getsockopt(self, fd: int, level: int, name: int, flag: int, size_ptr: int) -> None:
+        sock = self._socket(fd)
+        if level != 0 or name not in _OPTIONS:
+            raise WasiError(Errno.INVAL)
+        host_level, host_name, kind = _OPTIONS[name]
+        size = self.mem.u32(size_ptr)
+        if kind == "type":
+            data: bytes = U32.pack(_WASI_KIND[sock.sock.type])
+        elif kind == "error":
+            code = sock.sock.getsockopt(host_level, host_name)
+            data = U32.pack(from_os(OSError(code, "")).errno if code else 0)
+        elif kind == "timeval":
+            seconds = sock.timeouts.get(host_name)
+            whole = int(seconds or 0)
+            data = _TIMEVAL.pack(whole, int(((seconds or 0) - whole) * 1e6))
+        else:
+            raw: bytes = _os(lambda: sock.sock.getsockopt(host_level, host_name, max(size, 4)))
+            data = raw if kind in ("bytes", "linger") else raw[:4]
+        if size < len(data) and kind != "bytes":
+            raise WasiError(Errno.INVAL)
+        data = data[:size]
+        self.mem.write(flag, data)
+        self.mem.set_u32(size_ptr, len(data))
+
+    def sock_setsockopt(self, fd: int, level: int, name: int, flag: int, size: int) -> None:
+        sock = self._socket(fd)
+        if level != 0 or name not in _OPTIONS:
+            raise WasiError(Errno.INVAL)
+        host_level, host_name, kind = _OPTIONS[name]
+        raw = self.mem.read(flag, size)
+        if kind in ("type", "error") or name == 13:
+            raise WasiError(Errno.NOPROTOOPT)
+        if kind == "timeval":
+            if size < _TIMEVAL.size:
+                raise WasiError(Errno.INVAL)
+            sec, usec = _TIMEVAL.unpack_from(raw)
+            sock.timeouts[host_name] = sec + usec / 1e6 if sec or usec else None
+            return
+        if kind == "int":
+            if size < 4:
+                raise WasiError(Errno.INVAL)
+            value: int | bytes = int.from_bytes(raw[:4], "little", signed=True)
+        elif kind == "linger":
+            if size < _LINGER.size:
+                raise WasiError(Errno.INVAL)
+            value = struct.pack("ii", *_LINGER.unpack_from(raw))
+        else:
+            value = raw
+        _os(sock.sock.setsockopt, host_level, host_name, value)
+
+    def sock_getlocaladdr_v1(self, fd: int, addr: int, kind: int, port: int) -> None:
+        sock = self._socket(fd)
+        where = _os(sock.sock.getsockname)
+        self._addr_v1(addr, kind, port, where, sock.guest_port)
+
+    def sock_getpeeraddr_v1(self, fd: int, addr: int, kind: int, port: int) -> None:
+        sock = self._socket(fd)
+        self._addr_v1(addr, kind, port, _os(sock.sock.getpeername), None)
+
+    def _addr_v1(self, addr: int, kind: int, port: int, where: tuple[Any, ...], guest_port: int | None) -> None:
+        self.mem.check(kind, 4)
+        self.mem.check(port, 4)
+        family = self._write_address(addr, where, storage=False)
+        self.mem.set_u32(kind, 4 if family == INET4 else 6)
+        self.mem.set_u32(port, guest_port if guest_port is not None else where[1])
+
+    def sock_getlocaladdr_v2(self, fd: int, addr: int, port: int) -> None:
+        sock = self._socket(fd)
+        where = _os(sock.sock.getsockname)
+        self.mem.check(port, 4)
+        self._write_address(addr, where, storage=True)
+        self.mem.set_u32(port, sock.guest_port if sock.guest_port is not None else where[1])
+
+    def sock_getpeeraddr_v2(self, fd: int, addr: int, port: int) -> None:
+        where = _os(self._socket(fd).sock.getpeername)
+        self.mem.check(port, 4)
+        self._write_address(addr, where, storage=True)
+        self.mem.set_u32(port, where[1])
+
+    # --- name resolution -----------------------------------------------------------------
+
+    def sock_getaddrinfo(
+        self, node: int, node_len: int, service: int, service_len: int, hints: int, res: int, max_len: int, out_len: int
+    ) -> None:
+        host = self.mem.read(node, node_len).rstrip(b"\0").decode("utf-8", "replace")
+        port = self.mem.read(service, service_len).rstrip(b"\0").decode("utf-8", "replace")
+        if not host and not port:
+            raise WasiError(Errno.AINONAME)
+        if max_len < 1:
+            raise WasiError(Errno.AIMEMORY)
+        flags, family, kind, proto = struct.unpack_from("<HBBB", self.mem.read(hints, 8))
+        if flags & ~0x7F:
+            raise WasiError(Errno.AIBADFLAG)
+        if family not in (0, INET4, INET6):
+            raise WasiError(Errno.AIFAMILY)
+        if kind not in (0, DGRAM, STREAM) or proto not in (0, 1, 2):
+            raise WasiError(Errno.NOSYS)
+        results = self._resolve(
+            host or None,
+            port or None,
+            _FAMILY.get(family, 0),
+            _KIND.get(kind, 0),
+            {0: 0, 1: socket.IPPROTO_TCP, 2: socket.IPPROTO_UDP}[proto],
+            _host_ai_flags(flags),
+        )
+        entry = self.mem.u32(res)
+        written = 0
+        for fam, sock_kind, sock_proto, canon, sockaddr in results[:max_len]:
+            if entry == 0:
+                break
+            self._write_addrinfo(entry, fam, sock_kind, sock_proto, canon, sockaddr)
+            written += 1
+            entry = self.mem.u32(entry + 24)
+        self.mem.set_u32(out_len, written)
+
+    def _resolve(self, host: str | None, port: str | None, family: int, kind: int, proto: int, flags: int) -> list[Any]:
+        """getaddrinfo through the loop's resolver when serving, else in this thread."""
+        try:
+            loop = self.ctx.loop
+            if loop is not None:
+                future = asyncio.run_coroutine_threadsafe(
+                    loop.getaddrinfo(host, port, family=family, type=kind, proto=proto, flags=flags), loop
+                )
+                return list(future.result())
+            return socket.getaddrinfo(host, port, family, kind, proto, flags)
+        except socket.gaierror as exc:
+            raise WasiError(_GAI_ERRORS.get(exc.errno, Errno.AIFAIL)) from None
+
+    def _write_addrinfo(
+        self, entry: int, family: int, kind: int, proto: int, canon: str, sockaddr: tuple[Any, ...]
+    ) -> None:
+        _flags, _f, _k, _p, _len, addr_ptr, canon_ptr, _canon_len, nxt = _ADDRINFO.unpack_from(self.mem.read(entry, 28))
+        wasi_family = _WASI_FAMILY.get(family, 0)
+        proto_code = {socket.IPPROTO_TCP: 1, socket.IPPROTO_UDP: 2}.get(proto, 0)
+        ip = ipaddress.ip_address(sockaddr[0].split("%")[0])
+        if ip.version == 4:
+            native_len, data = 16, struct.pack(">H", sockaddr[1]) + ip.packed + bytes(8)
+        else:
+            native_len, data = (
+                28,
+                struct.pack(">HI", sockaddr[1], sockaddr[2]) + ip.packed + struct.pack("<I", sockaddr[3]),
+            )
+        canon_bytes = canon.encode() + b"\0" if canon and canon_ptr else b""
+        if canon_bytes:
+            self.mem.write(canon_ptr, canon_bytes)
+        self.mem.write(
+            entry,
+            _ADDRINFO.pack(
+                0,
+                wasi_family,
+                _WASI_KIND.get(kind, 0),
+                proto_code,
+                native_len,
+                addr_ptr,
+                canon_ptr,
+                len(canon_bytes),
+                nxt,
+            ),
+        )
+        if addr_ptr:
+            _fam, _dlen, data_ptr = _SOCKADDR.unpack_from(self.mem.read(addr_ptr, 12))
+            self.mem.write(addr_ptr, _SOCKADDR.pack(wasi_family, len(data), data_ptr))
+            if data_ptr:
+                self.mem.write(data_ptr, data)
+
+
+def _writable(sock: socket.socket) -> bool:
+    import select
+
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLOUT)
+    return bool(poller.poll(0))
+
+
+def _show(addr: tuple[Any, ...]) -> str:
+    return f"[{addr[0]}]:{addr[1]}" if ":" in str(addr[0]) else f"{addr[0]}:{addr[1]}"
+
+
+def _host_ai_flags(flags: int) -> int:
+    table = [socket.AI_PASSIVE, socket.AI_CANONNAME, socket.AI_NUMERICHOST, socket.AI_NUMERICSERV,
+             socket.AI_V4MAPPED, socket.AI_ALL, socket.AI_ADDRCONFIG]  # fmt: skip
+    return sum(host for bit, host in enumerate(table) if flags & (1 << bit))
+
+
+_GAI_ERRORS = {
+    socket.EAI_AGAIN: Errno.AIAGAIN,
+    socket.EAI_BADFLAGS: Errno.AIBADFLAG,
+    socket.EAI_FAIL: Errno.AIFAIL,
+    socket.EAI_FAMILY: Errno.AIFAMILY,
+    socket.EAI_MEMORY: Errno.AIMEMORY,
+    socket.EAI_NONAME: Errno.AINONAME,
+    socket.EAI_SERVICE: Errno.AISERVICE,
+    socket.EAI_SOCKTYPE: Errno.AISOCKTYPE,
+    socket.EAI_SYSTEM: Errno.AISYSTEM,
+    getattr(socket, "EAI_NODATA", -5): Errno.AINODATA,
+    getattr(socket, "EAI_ADDRFAMILY", -9): Errno.AIADDRFAMILY,
+}
