@@ -8,16 +8,17 @@ or invalid module, bad flag, unknown imports); 124 when ``--timeout`` ends the g
 from __future__ import annotations
 
 import argparse
-import asyncio
+import logging
 import signal
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .errors import GuestTrap, Interrupted, Timeout, WasmhostError
+from . import __version__, server
+from .errors import GuestTrap, Timeout, WasmhostError
 from .host import Host, Limits, Preopen
 from .instance import Instance
 from .module import Module
+from .net.policy import Network, PortMapping, Rule
 
 EXIT_TRAP = 1
 EXIT_USAGE = 2
@@ -36,6 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("module", help="path to the .wasm (or .wat) module")
     run.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the guest (after an optional --)")
     run.set_defaults(handler=_run)
+    serve = commands.add_parser(
+        "serve",
+        help="serve a socket-server module (default: the bundled demo)",
+        description="Serve a socket server guest.",
+    )
+    add_guest_options(serve)
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("module", nargs="?", help="the .wasm module (default: the bundled http-hello demo)")
+    serve.set_defaults(handler=_serve)
     return parser
 
 
@@ -54,6 +64,14 @@ def add_guest_options(parser: argparse.ArgumentParser) -> None:
         "--timeout", type=_positive_float, metavar="S", help="stop the guest after S seconds (exit 124)"
     )
     parser.add_argument("--fuel", type=_positive_int, metavar="N", help="stop the guest after N units of wasm fuel")
+    parser.add_argument(
+        "--trap-unknown-imports", action="store_true", help="start despite unknown imports; they trap if called"
+    )
+    parser.add_argument(
+        "-p", "--publish", action="append", default=[], metavar="[IP:]HOST:GUEST", help="map a guest port"
+    )
+    parser.add_argument("--host", metavar="ADDR", help="bind listening sockets to ADDR instead of the guest's choice")
+    parser.add_argument("--allow-outbound", action="append", default=[], metavar="SPEC", help="allow outbound traffic")
 
 
 def _positive_int(text: str) -> int:
@@ -82,43 +100,34 @@ def host_from_args(ns: argparse.Namespace, args: list[str]) -> Host:
         timeout=ns.timeout,
         fuel=ns.fuel,
     )
+    network = Network(
+        bind_address=ns.host,
+        ports=[PortMapping.parse(p) for p in ns.publish],
+        outbound=[rule for spec in ns.allow_outbound for rule in Rule.parse(spec)],
+    )
     return Host(
         args=args,
         env=[Host.parse_env(e) for e in ns.env],
         preopens=[Preopen.parse(d) for d in ns.dir],
         limits=limits,
+        network=network,
+        trap_unknown_imports=ns.trap_unknown_imports,
     )
 
 
 def _run(ns: argparse.Namespace) -> int:
     args: list[str] = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
-    host = host_from_args(ns, args)
-    module = Module(ns.module)
-    with Instance(module, host) as instance:
-        return run_until_signal(instance)
+    with Instance(Module(ns.module), host_from_args(ns, args)) as instance:
+        code, sig = server.run(instance)
+    return _SIGNAL_EXIT[signal.Signals(sig)] if sig is not None else code
 
 
-def run_until_signal(instance: Instance) -> int:
-    """Run the guest on an asyncio loop; SIGINT/SIGTERM stop it."""
-    received: list[int] = []
-
-    async def main() -> int:
-        loop = asyncio.get_running_loop()
-        for sig in _SIGNAL_EXIT:
-            loop.add_signal_handler(sig, _on_signal, sig, received, instance)
-        return await instance.run_async()
-
-    try:
-        return asyncio.run(main())
-    except Interrupted:
-        if received:
-            return _SIGNAL_EXIT[signal.Signals(received[0])]
-        raise
-
-
-def _on_signal(sig: int, received: list[int], instance: Instance) -> None:
-    received.append(sig)
-    instance.stop()
+def _serve(ns: argparse.Namespace) -> int:
+    logging.basicConfig(level=ns.log_level.upper(), format="wasmhost: %(message)s")
+    module = Module(ns.module or server.demo_module(), name=None if ns.module else "http-hello.wasm (demo)")
+    with Instance(module, host_from_args(ns, [])) as instance:
+        code, _sig = server.run(instance)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

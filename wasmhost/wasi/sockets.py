@@ -250,14 +250,19 @@ class Sockets:
             raise from_os(exc) from None
         if (host, host_port) != (str(ip), port & 0xFFFF):
             sock.guest_port = port & 0xFFFF
+        if sock.sock.type == socket.SOCK_DGRAM:
+            self._announce(sock, "udp ")
 
     def sock_listen(self, fd: int, backlog: int) -> None:
         sock = self._socket(fd)
         _os(sock.sock.listen, min(backlog, 4096) or 128)
+        self._announce(sock, "")
+
+    def _announce(self, sock: Socket, proto: str) -> None:
         where = sock.sock.getsockname()
         self.listening.append((where[0], where[1]))
         guest = f" (guest port {sock.guest_port})" if sock.guest_port is not None else ""
-        log.info("%s: listening on %s%s", self.name, _show(where), guest)
+        log.info("%s: listening on %s%s%s", self.name, proto, _show(where), guest)
 
     def sock_connect(self, fd: int, addr: int, port: int) -> None:
         self._connect(fd, addr, port, storage=False)

@@ -188,6 +188,12 @@ pub fn parse_head(head: &[u8]) -> Result<Head, ()> {
     };
 
     let path = target.split(|&b| b == b'?').next().unwrap_or(target);
+    // Test hook: a guest started with PANIC_PATH set panics when that path is requested.
+    if let Ok(trigger) = std::env::var("PANIC_PATH") {
+        if trigger.as_bytes() == path {
+            panic!("http-hello: panic requested on {}", trigger);
+        }
+    }
     let status = match (path, method) {
         (b"/", b"GET" | b"HEAD") => Status::Ok,
         (b"/", _) => Status::MethodNotAllowed,
