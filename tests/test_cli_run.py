@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ def test_hello_world_lines_are_streamed_one_per_second(guest: Guest) -> None:
             assert line == "Hello, World!\n"
             stamps.append(time.monotonic())
         assert proc.wait(timeout=10) == 0
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert len(stamps) == 3 and all(0.8 < gap < 1.5 for gap in gaps), gaps
 
 
