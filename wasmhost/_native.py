@@ -239,6 +239,11 @@ class HostCalls:
     def __init__(self) -> None:
         self.pending: BaseException | None = None
         self._keep: list[Any] = []
+        self._counters: dict[str, list[int]] = {}
+
+    def counts(self) -> dict[str, int]:
+        """How many times the guest called each host function so far."""
+        return {name: cell[0] for name, cell in self._counters.items() if cell[0]}
 
     def callback(self, func: HostFunction, sig: Signature) -> Any:
         """Wrap ``func`` (unsigned ints in, an int or None out) as an unchecked callback.
@@ -250,8 +255,10 @@ class HostCalls:
         wide = [4 * i for i, c in enumerate(sig.params) if c == "I"]
         has_result = bool(sig.results)
         calls = self
+        count = self._counters.setdefault(func.__name__, [0])
 
         def trampoline(_env: int, _caller: int, raw: Any, _n: int) -> int:
+            count[0] += 1
             try:
                 args = [raw[k] for k in slots]
                 for k in wide:

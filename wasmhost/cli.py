@@ -1,6 +1,6 @@
 """Command line: argument parsing only; the work is done by the library.
 
-Exit codes: the guest's own exit code; 1 when the guest traps; 2 for bad input (missing
+Exit codes: the guest's own exit code; 1 when the guest traps or a registry fails; 2 for bad input (missing
 or invalid module, bad flag, unknown imports); 124 when ``--timeout`` ends the guest;
 130 / 143 when SIGINT / SIGTERM stop it.
 """
@@ -12,15 +12,19 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from . import __version__, server
-from .errors import GuestTrap, Timeout, WasmhostError
+import attrs
+
+from . import __version__, oci, server
+from .errors import ConfigError, GuestTrap, Timeout, WasmhostError
 from .host import Host, Limits, Preopen
 from .instance import Instance
 from .module import Module
 from .net.policy import Network, PortMapping, Rule
+from .oci import commands as oci_commands
 
-EXIT_TRAP = 1
+EXIT_FAILURE = 1  # the guest trapped, or a registry/network failed
 EXIT_USAGE = 2
 EXIT_TIMEOUT = 124
 _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -34,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run a command module to completion", description="Run a WASI command module."
     )
     add_guest_options(run)
-    run.add_argument("module", help="path to the .wasm (or .wat) module")
+    run.add_argument("--bundle", metavar="DIR", help="run the OCI runtime bundle in DIR (config.json + rootfs)")
+    run.add_argument("module", nargs="?", help="the .wasm (or .wat) file, or oci://REGISTRY/REPO:TAG")
     run.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the guest (after an optional --)")
     run.set_defaults(handler=_run)
     serve = commands.add_parser(
@@ -44,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_guest_options(serve)
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    serve.add_argument("module", nargs="?", help="the .wasm module (default: the bundled http-hello demo)")
+    serve.add_argument("--host-call-stats", action="store_true", help="print per-function host call counts at exit")
+    serve.add_argument("module", nargs="?", help="the .wasm file or oci:// reference (default: the bundled demo)")
     serve.set_defaults(handler=_serve)
+    oci_commands.register(commands)
     return parser
 
 
@@ -115,18 +122,49 @@ def host_from_args(ns: argparse.Namespace, args: list[str]) -> Host:
     )
 
 
+def _guest(ns: argparse.Namespace, args: list[str], source: str | None) -> tuple[Module, Host]:
+    """The module and host a command line names: a file, an ``oci://`` reference or a bundle."""
+    host = host_from_args(ns, args)
+    if getattr(ns, "bundle", None):
+        bundle = oci.read_bundle(Path(ns.bundle))
+        mounts = [Preopen(m.guest, m.host, m.read_only) for m in bundle.mounts]
+        return Module(bundle.module, name=bundle.args[0]), attrs.evolve(
+            host, args=[*bundle.args[1:], *args], env=[*bundle.env, *host.env], preopens=[*mounts, *host.preopens]
+        )
+    if source is None:
+        raise ConfigError("run: give a module (file or oci:// reference) or --bundle DIR")
+    if source.startswith("oci://"):
+        pulled = oci.pull(source, progress=sys.stderr.isatty())
+        host = attrs.evolve(host, args=[*pulled.args[1:], *args], env=[*pulled.env, *host.env])
+        return Module(pulled.path, name=source), host
+    return Module(source), host
+
+
 def _run(ns: argparse.Namespace) -> int:
     args: list[str] = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
-    with Instance(Module(ns.module), host_from_args(ns, args)) as instance:
+    if ns.bundle and ns.module is not None:  # with --bundle every positional is a guest argument
+        args, ns.module = [ns.module, *args], None
+    module, host = _guest(ns, args, ns.module)
+    with Instance(module, host) as instance:
         code, sig = server.run(instance)
     return _SIGNAL_EXIT[signal.Signals(sig)] if sig is not None else code
 
 
 def _serve(ns: argparse.Namespace) -> int:
     logging.basicConfig(level=ns.log_level.upper(), format="wasmhost: %(message)s")
-    module = Module(ns.module or server.demo_module(), name=None if ns.module else "http-hello.wasm (demo)")
-    with Instance(module, host_from_args(ns, [])) as instance:
-        code, _sig = server.run(instance)
+    if ns.module:
+        module, host = _guest(ns, [], ns.module)
+    else:
+        module, host = Module(server.demo_module(), name="http-hello.wasm (demo)"), host_from_args(ns, [])
+    with Instance(module, host) as instance:
+        try:
+            code, _sig = server.run(instance)
+        finally:
+            if ns.host_call_stats:
+                counts = instance.host_calls()
+                for name, n in sorted(counts.items(), key=lambda item: -item[1]):
+                    print(f"host-calls {name} {n}", file=sys.stderr)
+                print(f"host-calls total {sum(counts.values())}", file=sys.stderr, flush=True)
     return code
 
 
@@ -139,11 +177,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Timeout as exc:
         _say(str(exc))
         return EXIT_TIMEOUT
+    except oci.RegistryError as exc:
+        _say(str(exc))
+        return EXIT_FAILURE
     except GuestTrap as exc:
         if exc.stderr:
             sys.stderr.write(exc.stderr)
         _say(exc.details())
-        return EXIT_TRAP
+        return EXIT_FAILURE
     except WasmhostError as exc:
         _say(str(exc))
         return EXIT_USAGE

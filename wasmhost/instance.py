@@ -80,7 +80,11 @@ class Instance:
         start = self._store.exported_func(self._instance, "_start")
         if start is None:
             raise ModuleError(f"{self.module.name}: no _start export (a reactor: use call())")
-        return self._invoke(start) or 0
+        try:
+            return self._invoke(start) or 0
+        finally:
+            # As at process exit: a command that ended holds no descriptors or sockets.
+            self._ctx.fds.close_all()
 
     async def run_async(self) -> int:
         """``run()`` on a dedicated thread; blocking waits happen on the running loop.
@@ -172,6 +176,10 @@ class Instance:
             return failure
         info = _native.describe(exc)
         return GuestTrap(self.module.name, info.message, info.kind, info.frames)
+
+    def host_calls(self) -> dict[str, int]:
+        """Calls the guest made to each host function so far (for profiling guests)."""
+        return self._calls.counts()
 
     @property
     def listening(self) -> list[tuple[str, int]]:

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.net.conftest import ServeFactory, free_port
+from tests.conftest import ServeFactory, free_port
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
 

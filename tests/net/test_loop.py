@@ -1,0 +1,158 @@
+"""Guests on the application's own event loop: concurrency, loop latency, idle CPU, no leaks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+import re
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ServeFactory, open_fds
+from wasmhost import GuestTrap, Host, Instance, Interrupted, Module
+from wasmhost.net.policy import Network, PortMapping
+
+Guest = Callable[[str], Path]
+LOCAL = Network(bind_address="127.0.0.1", ports=[PortMapping(0, 8080)])
+
+
+@contextlib.asynccontextmanager
+async def serving(module: Module, host: Host) -> AsyncIterator[tuple[Instance, asyncio.Task[int]]]:
+    """Run a server guest as a task of this loop until the block ends, then stop it."""
+    instance = Instance(module, host)
+    task = asyncio.create_task(instance.run_async())
+    try:
+        for _ in range(500):
+            if instance.listening or task.done():
+                break
+            await asyncio.sleep(0.01)
+        assert instance.listening, "guest did not start listening"
+        yield instance, task
+    finally:
+        instance.stop()
+        with contextlib.suppress(Interrupted, GuestTrap):
+            await task
+        instance.close()
+
+
+async def _get(port: int) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.0\r\n\r\n")
+    data = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return data
+
+
+class Ticker:
+    """Records how late a 10 ms asyncio sleep wakes up: the loop's responsiveness."""
+
+    def __init__(self) -> None:
+        self.lateness: list[float] = []
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            start = time.monotonic()
+            await asyncio.sleep(0.01)
+            self.lateness.append(time.monotonic() - start - 0.01)
+
+    def worst(self) -> float:
+        """Worst lateness since the last call."""
+        worst, self.lateness = max(self.lateness), []
+        return worst
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+
+def test_two_servers_and_a_ticker_share_one_loop(guest: Guest) -> None:
+    module = Module(guest("http-hello"))
+
+    async def main() -> tuple[float, float]:
+        ticker = Ticker()
+        host = Host(network=LOCAL, stdout=None)
+        async with serving(module, host) as (one, _), serving(module, host) as (two, _):
+            ports = [one.listening[0][1], two.listening[0][1]]
+            assert ports[0] != ports[1]
+            bodies = await asyncio.gather(*(_get(port) for port in ports for _ in range(20)))
+            assert all(body.endswith(b"Hello, World!") for body in bodies)
+            ticker.worst()
+            await asyncio.sleep(1.0)
+            idle = ticker.worst()
+            wrk = [
+                await asyncio.create_subprocess_exec(
+                    "wrk", "-t1", "-c10", "-d2s", f"http://127.0.0.1:{port}/", stdout=asyncio.subprocess.PIPE
+                )
+                for port in ports
+            ]
+            outputs = [(await proc.communicate())[0].decode() for proc in wrk]
+            loaded = ticker.worst()
+            for out in outputs:
+                rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+                assert rate > 500, out
+                assert "Non-2xx" not in out and "Socket errors" not in out, out
+        ticker.cancel()
+        return idle, loaded
+
+    idle, loaded = asyncio.run(main())
+    assert idle < 0.020, f"worst lateness while idle {idle * 1e3:.1f} ms"
+    assert loaded < 0.020, f"worst lateness under load {loaded * 1e3:.1f} ms"
+
+
+def test_no_descriptor_leaks_after_stop_or_panic(guest: Guest) -> None:
+    module = Module(guest("http-hello"))
+    Instance(module, Host(network=LOCAL)).close()  # wasmtime's per-module memory image is not ours
+
+    async def main() -> None:
+        host = Host(network=LOCAL, stdout=None, env={"PANIC_PATH": "/boom"}, stderr=None)
+        async with serving(module, host) as (instance, _):
+            port = instance.listening[0][1]
+            idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+            assert (await _get(port)).endswith(b"Hello, World!")
+        for conn in idle:
+            conn.close()
+        async with serving(module, host) as (instance, task):
+            port = instance.listening[0][1]
+            conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /boom HTTP/1.1\r\n\r\n")
+            with pytest.raises(GuestTrap, match="unreachable"):
+                await task
+            assert await reader.read() == b""
+            writer.close()
+            for conn in conns:
+                conn.close()
+
+    gc.collect()  # modules of earlier tests free their wasmtime memory images when collected
+    before = open_fds()
+    asyncio.run(main())
+    assert open_fds() == before
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_idle_server_with_ten_keep_alive_connections_uses_under_5_percent(serve: ServeFactory) -> None:
+    server = serve("http-hello")
+    conns = []
+    for _ in range(10):
+        conn = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert conn.recv(1000).endswith(b"Hello, World!")
+        conns.append(conn)
+    time.sleep(0.5)
+    start_cpu, start = _cpu_seconds(server.proc.pid), time.monotonic()
+    time.sleep(3)
+    share = (_cpu_seconds(server.proc.pid) - start_cpu) / (time.monotonic() - start)
+    for conn in conns:
+        conn.close()
+    assert share < 0.05, f"idle server used {share:.1%} of a core"

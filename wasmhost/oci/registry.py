@@ -1,0 +1,318 @@
+"""The registry side: the few OCI distribution API calls a push or pull needs.
+
+oras-py provides the HTTP session and the bearer-token exchange (realm, service, scope). The
+requests themselves are ours: oras-py re-serializes manifests on upload (changing their
+digest), hides the raw bytes that must be verified, and retries every failure for minutes.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import urllib.parse
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Final, TextIO
+
+import attrs
+import oras.auth.utils
+import oras.provider
+import requests
+import urllib3
+
+from . import media
+from .content import DIGEST_RE, Descriptor, digest_of
+from .credentials import Credentials
+from .errors import (
+    AccessDenied,
+    AuthenticationRequired,
+    DigestMismatch,
+    NotFound,
+    RegistryError,
+    Unreachable,
+    UnsupportedMediaType,
+)
+from .progress import Progress
+from .reference import Reference
+
+ACCEPT: Final = ", ".join([media.OCI_MANIFEST, media.OCI_INDEX, media.DOCKER_MANIFEST, media.DOCKER_MANIFEST_LIST])
+#: Statuses worth another try: rate limiting and overloaded or restarting proxies.
+TRANSIENT: Final = frozenset({429, 502, 503, 504})
+#: The limit distribution itself puts on manifests.
+MAX_MANIFEST: Final = 4 * 1024 * 1024
+CHUNK: Final = 64 * 1024
+_REASONS: Final = (
+    ("Connection refused", "connection refused"),
+    ("Name or service not known", "unknown host"),
+    ("name resolution", "unknown host"),
+    ("timed out", "timed out"),
+    ("CERTIFICATE_VERIFY_FAILED", "certificate not trusted"),
+    ("WRONG_VERSION_NUMBER", "the server does not speak TLS"),
+)
+
+
+@attrs.frozen
+class Retry:
+    """How often to retry a request that failed for a transient reason, and how patiently."""
+
+    attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
+    #: Seconds before the second attempt, doubled before each further one.
+    backoff: float = 0.25
+
+
+def _reason(error: Exception) -> str:
+    text = str(error)
+    return next((reason for needle, reason in _REASONS if needle in text), type(error).__name__)
+
+
+def _registry_message(response: requests.Response) -> str:
+    """The first `{"errors": [{"code", "message"}]}` entry of an error body, if any."""
+    try:
+        errors = response.json().get("errors") or []
+        first = errors[0]
+        return f"{first.get('code', '')}: {first.get('message', '')}".strip(": ")
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return ""
+
+
+def _with_query(url: str, **params: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+class _Upload:
+    """A request body that reports progress as http.client reads it."""
+
+    def __init__(self, data: bytes, progress: Progress) -> None:
+        self._data, self._offset, self._progress = data, 0, progress
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size < 0 else self._offset + size
+        chunk = self._data[self._offset : end]
+        self._offset += len(chunk)
+        self._progress.advance(len(chunk))
+        if self._offset == len(self._data):
+            self._progress.close()
+        return chunk
+
+
+class RegistryClient:
+    """One registry's HTTP API. Plain HTTP for localhost unless `insecure` says otherwise."""
+
+    def __init__(
+        self,
+        reference: Reference,
+        *,
+        insecure: bool | None = None,
+        credentials: Credentials | None = None,
+        progress: TextIO | None = None,
+        retry: Retry = Retry(),
+        timeout: float = 30.0,
+    ) -> None:
+        plain = reference.is_local if insecure is None else insecure
+        self.registry = reference.registry
+        self._oras = oras.provider.Registry(hostname=reference.endpoint, insecure=plain)
+        self._session: requests.Session = self._oras.session
+        self._base = f"{'http' if plain else 'https'}://{reference.endpoint}/v2/"
+        self._credentials = credentials
+        self._authorization: str | None = None
+        self._progress, self._retry, self._timeout = progress, retry, timeout
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._session.close()
+
+    def get_manifest(self, ref: Reference) -> tuple[bytes, str, str]:
+        """The manifest or index `ref` names: its bytes, content type and verified digest."""
+        what = str(ref)
+        response = self._request("GET", self._url(ref, "manifests", ref.manifest_key), what, headers={"Accept": ACCEPT})
+        if response.status_code != 200:
+            raise self._error(response, what, "manifest")
+        body = response.content
+        if len(body) > MAX_MANIFEST:
+            raise RegistryError(what, f"manifest larger than {MAX_MANIFEST} bytes")
+        digest = digest_of(body)
+        expected = ref.digest or response.headers.get("Docker-Content-Digest", "")
+        if DIGEST_RE.fullmatch(expected) and expected != digest:
+            raise DigestMismatch(what, f"manifest hashes to {digest}, not {expected}")
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        return body, content_type, digest
+
+    def blob_chunks(self, ref: Reference, blob: Descriptor) -> Iterator[bytes]:
+        """Stream a blob's bytes exactly as stored (the caller verifies the digest)."""
+        what = str(ref)
+        response = self._request("GET", self._url(ref, "blobs", blob.digest), what, stream=True)
+        with response:
+            if response.status_code != 200:
+                raise self._error(response, what, f"blob {blob.digest}")
+            progress = Progress(f"pull {blob.digest[7:19]}", blob.size, self._progress)
+            try:
+                for chunk in response.raw.stream(CHUNK, decode_content=False):
+                    progress.advance(len(chunk))
+                    yield chunk
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+                raise Unreachable(what, f"download of {blob.digest} cut off ({_reason(exc)})") from None
+            finally:
+                progress.close()
+
+    def has_blob(self, ref: Reference, digest: str) -> bool:
+        """Whether the repository already holds the blob (so a push can skip it)."""
+        what = str(ref)
+        response = self._request("HEAD", self._url(ref, "blobs", digest), what)
+        if response.status_code in (200, 404):
+            return response.status_code == 200
+        raise self._error(response, what, f"blob {digest}")
+
+    def upload_blob(self, ref: Reference, data: bytes) -> None:
+        """Upload one blob: open an upload session, then PUT the bytes with their digest."""
+        what, digest = str(ref), digest_of(data)
+        start = self._request("POST", self._url(ref, "blobs", "uploads/"), what, headers={"Content-Length": "0"})
+        location = start.headers.get("Location")
+        if start.status_code != 202 or not location:
+            raise self._error(start, what, f"upload of blob {digest}")
+        url = _with_query(urllib.parse.urljoin(start.url, location), digest=digest)
+        done = self._request(
+            "PUT",
+            url,
+            what,
+            body=data,
+            label=f"push {digest[7:19]}",
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        if done.status_code != 201:
+            raise self._error(done, what, f"blob {digest}")
+
+    def put_manifest(self, ref: Reference, body: bytes, media_type: str) -> None:
+        """Store `body` byte for byte under `ref`'s tag."""
+        what = str(ref)
+        response = self._request(
+            "PUT", self._url(ref, "manifests", ref.manifest_key), what, headers={"Content-Type": media_type}, body=body
+        )
+        if response.status_code != 201:
+            raise self._error(response, what, f"manifest of type {media_type}")
+        echoed, digest = response.headers.get("Docker-Content-Digest", ""), digest_of(body)
+        if DIGEST_RE.fullmatch(echoed) and echoed != digest:
+            raise DigestMismatch(what, f"registry stored the manifest as {echoed}, not {digest}")
+
+    def _url(self, ref: Reference, kind: str, key: str) -> str:
+        return f"{self._base}{ref.repository}/{kind}/{key}"
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        label: str = "",
+        stream: bool = False,
+    ) -> requests.Response:
+        """Send with authentication, retrying connection failures and transient statuses."""
+        delay, attempt = self._retry.backoff, 1
+        while True:
+            try:
+                response = self._authorized(method, url, headers or {}, body, label, stream)
+            except requests.exceptions.SSLError as exc:
+                raise Unreachable(
+                    what, f"TLS failed ({_reason(exc)}); use --insecure for a plain-HTTP registry"
+                ) from None
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if attempt >= self._retry.attempts:
+                    reason = f"registry {self.registry} unreachable ({_reason(exc)})"
+                    raise Unreachable(what, reason) from None
+            else:
+                if response.status_code not in TRANSIENT or attempt >= self._retry.attempts:
+                    return response
+                response.close()
+            time.sleep(delay)
+            delay, attempt = delay * 2, attempt + 1
+
+    def _authorized(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        label: str,
+        stream: bool,
+    ) -> requests.Response:
+        """Send once; on a 401 answer the challenge (Basic or Bearer) and send again."""
+        response = self._send(method, url, headers, body, label, stream)
+        if response.status_code != 401:
+            return response
+        authorization = self._answer(response.headers.get("WWW-Authenticate", ""))
+        if authorization is None:
+            return response
+        response.close()
+        self._authorization = authorization
+        return self._send(method, url, headers, body, label, stream)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        label: str,
+        stream: bool,
+    ) -> requests.Response:
+        if self._authorization:
+            headers = {**headers, "Authorization": self._authorization}
+        data: bytes | _Upload | None = body
+        if body is not None and label:
+            data = _Upload(body, Progress(label, len(body), self._progress))
+        return self._session.request(method, url, headers=headers, data=data, stream=stream, timeout=self._timeout)
+
+    def _answer(self, challenge: str) -> str | None:
+        """The Authorization header answering a WWW-Authenticate challenge, if we can."""
+        scheme = challenge.split(" ", 1)[0].lower()
+        credentials = self._credentials
+        if credentials is not None and credentials.is_token:
+            return f"Bearer {credentials.secret}"
+        if scheme == "basic" and credentials is not None:
+            pair = f"{credentials.username}:{credentials.secret}".encode()
+            return "Basic " + base64.b64encode(pair).decode()
+        if scheme != "bearer":
+            return None
+        header = oras.auth.utils.parse_auth_header(challenge)
+        if header.realm is None:
+            return None
+        auth = self._oras.auth
+        if credentials is not None:
+            auth.set_basic_auth(credentials.username, credentials.secret)
+            token = auth.request_token(header)
+        else:
+            token = auth.request_anonymous_token(header)
+        return f"Bearer {token}" if isinstance(token, str) and token else None
+
+    def _error(self, response: requests.Response, what: str, subject: str) -> RegistryError:
+        """The error for an unexpected status, naming `subject` and the registry's reason."""
+        status, detail = response.status_code, _registry_message(response)
+        response.close()
+        if status == 401:
+            why = "credentials rejected" if self._credentials else "authentication required"
+            return AuthenticationRequired(what, f"{why} (401 Unauthorized)")
+        if status == 403:
+            return AccessDenied(what, "access denied (403 Forbidden)")
+        if status == 404:
+            return NotFound(what, f"{subject} not found (404 Not Found)")
+        if status == 415 or "media type" in detail.lower():
+            return UnsupportedMediaType(what, f"registry refused {subject}: {detail or status}")
+        suffix = f": {detail}" if detail else ""
+        return RegistryError(what, f"{subject}: registry answered {status} {response.reason}{suffix}")
