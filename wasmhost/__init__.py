@@ -13,6 +13,7 @@ from .errors import (
 from .host import Host, Limits, Preopen, Stdio
 from .instance import Instance
 from .module import GuestKind, Module
+from .net.policy import Network, PortMapping, Rule
 
 __version__ = "0.1.0"
 
@@ -28,7 +29,10 @@ __all__ = [
     "LinkError",
     "Module",
     "ModuleError",
+    "Network",
+    "PortMapping",
     "Preopen",
+    "Rule",
     "Stdio",
     "Timeout",
     "WasmhostError",

@@ -1,0 +1,228 @@
+"""The socket ABI without a guest: dispatch by type, address codecs, options, getaddrinfo, policy."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wasmhost import ConfigError, Module
+from wasmhost.net.policy import Network, PortMapping, Rule
+from wasmhost.wasi import linking
+from wasmhost.wasi.abi import Errno, WasiError
+from wasmhost.wasi.context import WasiContext
+from wasmhost.wasi.fdtable import FdTable
+from wasmhost.wasi.memory import GuestMemory
+from wasmhost.wasi.sockets import SOCKET_FUNCTIONS, Socket, Sockets
+
+
+@pytest.fixture
+def abi() -> Iterator[tuple[Sockets, bytearray]]:
+    ctx = WasiContext([], [], FdTable(), lambda: None)
+    buffer = bytearray(65536)
+    ctx.memory = GuestMemory.of_buffer(buffer)
+    yield Sockets(ctx, Network(), "test"), buffer
+    ctx.close()
+
+
+def _import_module(*imports: tuple[str, int]) -> Module:
+    funcs = "".join(
+        f'(import "wasi_snapshot_preview1" "{name}" (func (param {" i32" * n}) (result i32)))' for name, n in imports
+    )
+    return Module(f"(module {funcs})".encode())
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "method"),
+    [
+        ("sock_accept", 2, "sock_accept_v1"),
+        ("sock_accept", 3, "sock_accept_v2"),
+        ("sock_recv_from", 7, "sock_recv_from_v1"),
+        ("sock_recv_from", 8, "sock_recv_from_v2"),
+        ("sock_getlocaladdr", 4, "sock_getlocaladdr_v1"),
+        ("sock_getlocaladdr", 3, "sock_getlocaladdr_v2"),
+        ("sock_bind_v2", 3, "sock_bind_v2"),
+    ],
+)
+def test_imports_dispatch_by_type(name: str, params: int, method: str) -> None:
+    table = linking.table_of(_Names(), SOCKET_FUNCTIONS)
+    funcs, missing = linking.link(_import_module((name, params)).imports, table)
+    assert missing == []
+    assert funcs[("wasi_snapshot_preview1", name)][0].__name__ == method
+
+
+def test_wrong_arity_is_an_unknown_import() -> None:
+    table = linking.table_of(_Names(), SOCKET_FUNCTIONS)
+    _funcs, missing = linking.link(_import_module(("sock_accept", 5)).imports, table)
+    assert [m.name for m in missing] == ["sock_accept"]
+
+
+class _Names:
+    """Stands in for ``Sockets``: each method is a function named after itself."""
+
+    def __getattr__(self, name: str) -> object:
+        def method(*_args: int) -> None:
+            pass
+
+        method.__name__ = name
+        return method
+
+
+def _address(buffer: bytearray, ptr: int, raw: bytes) -> None:
+    struct.pack_into("<II", buffer, ptr, ptr + 8, len(raw))
+    buffer[ptr + 8 : ptr + 8 + len(raw)] = raw
+
+
+def test_address_forms(abi: tuple[Sockets, bytearray]) -> None:
+    sockets, buffer = abi
+    _address(buffer, 0, bytes([127, 0, 0, 1]))
+    assert sockets._address(0, storage=False) == (1, ipaddress.ip_address("127.0.0.1"))
+    _address(buffer, 0, ipaddress.ip_address("::1").packed)
+    assert sockets._address(0, storage=False) == (2, ipaddress.ip_address("::1"))
+    storage = struct.pack("<H", 1) + bytes([10, 1, 2, 3])
+    _address(buffer, 0, storage.ljust(128, b"\0"))
+    assert sockets._address(0, storage=True) == (1, ipaddress.ip_address("10.1.2.3"))
+    for storage_allowed, raw in [(False, bytes(128)), (True, bytes(5))]:
+        _address(buffer, 0, raw)
+        with pytest.raises(WasiError) as info:
+            sockets._address(0, storage=storage_allowed)
+        assert info.value.errno == Errno.INVAL
+
+
+def test_address_pointer_outside_memory_faults(abi: tuple[Sockets, bytearray]) -> None:
+    sockets, buffer = abi
+    struct.pack_into("<II", buffer, 0, 65535, 16)
+    with pytest.raises(WasiError) as info:
+        sockets._address(0, storage=False)
+    assert info.value.errno == Errno.FAULT
+
+
+def test_generation_1_numbering_is_detected(abi: tuple[Sockets, bytearray]) -> None:
+    sockets, buffer = abi
+    sockets.sock_open(0, 1, 100)  # G1: INET4, STREAM
+    desc = sockets.fds.get(struct.unpack_from("<I", buffer, 100)[0])
+    assert isinstance(desc, Socket)
+    assert (desc.sock.family, desc.sock.type) == (socket.AF_INET, socket.SOCK_STREAM)
+
+
+def test_sock_open_rejects_any_and_unix(abi: tuple[Sockets, bytearray]) -> None:
+    sockets, _ = abi
+    for family, kind, errno in [(3, 2, Errno.NOSYS), (9, 2, Errno.INVAL), (1, 7, Errno.INVAL)]:
+        with pytest.raises(WasiError) as info:
+            sockets.sock_open(family, kind, 100)
+        assert info.value.errno == errno
+
+
+def test_options_report_wasi_values(abi: tuple[Sockets, bytearray]) -> None:
+    sockets, buffer = abi
+    sockets.sock_open(1, 1, 100)  # UDP
+    fd = struct.unpack_from("<I", buffer, 100)[0]
+    struct.pack_into("<I", buffer, 200, 4)
+    sockets.sock_getsockopt(fd, 0, 1, 300, 200)  # SO_TYPE
+    assert struct.unpack_from("<I", buffer, 300)[0] == 1  # WASI DGRAM, not Linux's 2
+    struct.pack_into("<i", buffer, 400, 1)
+    sockets.sock_setsockopt(fd, 0, 0, 400, 4)  # SO_REUSEADDR
+    sockets.sock_getsockopt(fd, 0, 0, 300, 200)
+    assert struct.unpack_from("<I", buffer, 300)[0] == 1
+    struct.pack_into("<qq", buffer, 400, 2, 500_000)
+    sockets.sock_setsockopt(fd, 0, 11, 400, 16)  # SO_RCVTIMEO is kept by the host
+    struct.pack_into("<I", buffer, 200, 16)
+    sockets.sock_getsockopt(fd, 0, 11, 300, 200)
+    assert struct.unpack_from("<qq", buffer, 300) == (2, 500_000)
+    for level, name in [(1, 0), (0, 15)]:
+        with pytest.raises(WasiError) as info:
+            sockets.sock_getsockopt(fd, level, name, 300, 200)
+        assert info.value.errno == Errno.INVAL
+
+
+def test_getaddrinfo_fills_the_guest_records(abi: tuple[Sockets, bytearray]) -> None:
+    sockets, buffer = abi
+    buffer[0:10] = b"localhost\0"
+    buffer[16:20] = b"80\0\0"
+    struct.pack_into("<HBBB", buffer, 32, 0, 1, 2, 0)  # hints: INET4, STREAM
+    records = 1000
+    for i in range(3):  # a chain of 3 addrinfo -> sockaddr -> 26-byte data buffers
+        entry = records + i * 100
+        nxt = entry + 100 if i < 2 else 0
+        struct.pack_into("<HBBBxxxIIIII", buffer, entry, 0, 0, 0, 0, 0, entry + 40, 0, 0, nxt)
+        struct.pack_into("<BxxxII", buffer, entry + 40, 0, 0, entry + 60)
+    struct.pack_into("<I", buffer, 64, records)
+    sockets.sock_getaddrinfo(0, 10, 16, 3, 32, 64, 3, 68)
+    count = struct.unpack_from("<I", buffer, 68)[0]
+    assert count >= 1
+    _flags, family, kind, _proto, addrlen = struct.unpack_from("<HBBBxxxI", buffer, records)
+    assert (family, kind, addrlen) == (1, 2, 16)
+    sa_family, data_len, data = struct.unpack_from("<BxxxII", buffer, records + 40)
+    assert (sa_family, data_len) == (1, 14)
+    assert buffer[data : data + 6] == struct.pack(">H", 80) + bytes([127, 0, 0, 1])
+
+
+def test_getaddrinfo_errors(abi: tuple[Sockets, bytearray]) -> None:
+    sockets, buffer = abi
+    struct.pack_into("<HBBB", buffer, 32, 0, 9, 0, 0)
+    buffer[0:2] = b"x\0"
+    for args, errno in [((0, 0, 16, 0, 32, 64, 1, 68), Errno.AINONAME), ((0, 2, 16, 0, 32, 64, 1, 68), Errno.AIFAMILY)]:
+        with pytest.raises(WasiError) as info:
+            sockets.sock_getaddrinfo(*args)
+        assert info.value.errno == errno
+
+
+# --- policy -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "mapping"),
+    [
+        ("18080:8080", PortMapping(18080, 8080)),
+        ("0:8080", PortMapping(0, 8080)),
+        ("127.0.0.1:18080:8080", PortMapping(18080, 8080, "127.0.0.1")),
+        ("[::1]:18080:8080", PortMapping(18080, 8080, "::1")),
+    ],
+)
+def test_port_mapping_forms(spec: str, mapping: PortMapping) -> None:
+    assert PortMapping.parse(spec) == mapping
+
+
+@pytest.mark.parametrize("spec", ["8080", "a:8080", "1:70000", "-1:80"])
+def test_bad_port_mappings_are_one_line(spec: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        PortMapping.parse(spec)
+    assert str(info.value).startswith(f"-p {spec}: ") and "\n" not in str(info.value)
+
+
+@given(host=st.integers(0, 65535), guest=st.integers(0, 65535))
+def test_port_mapping_round_trip(host: int, guest: int) -> None:
+    assert PortMapping.parse(f"{host}:{guest}") == PortMapping(host, guest)
+
+
+def test_outbound_rules() -> None:
+    network = Network(
+        outbound=[*Rule.parse("10.0.0.0/8"), *Rule.parse("127.0.0.1:8080"), *Rule.parse("[::1]:443")]
+    )
+    ip = ipaddress.ip_address
+    assert network.allows_outbound(ip("10.2.3.4"), 1)
+    assert network.allows_outbound(ip("127.0.0.1"), 8080)
+    assert not network.allows_outbound(ip("127.0.0.1"), 8081)
+    assert network.allows_outbound(ip("::1"), 443)
+    assert not network.allows_outbound(ip("192.168.1.1"), 80)
+    assert not Network().allows_outbound(ip("127.0.0.1"), 80)  # denied by default
+    assert Rule.parse("localhost:80")[0].allows(ip("127.0.0.1"), 80)
+
+
+def test_bad_outbound_rule_is_one_line() -> None:
+    with pytest.raises(ConfigError, match=r"^--allow-outbound no\.such\.host\.invalid: "):
+        Rule.parse("no.such.host.invalid")
+
+
+def test_bind_target_applies_override_and_map() -> None:
+    network = Network(bind_address="127.0.0.1", ports=[PortMapping(0, 8080), PortMapping(9000, 9, "::1")])
+    ip = ipaddress.ip_address
+    assert network.bind_target(ip("0.0.0.0"), 8080) == ("127.0.0.1", 0)
+    assert network.bind_target(ip("0.0.0.0"), 9) == ("::1", 9000)
+    assert network.bind_target(ip("0.0.0.0"), 7) == ("127.0.0.1", 7)
+    assert Network().bind_target(ip("0.0.0.0"), 8080) == ("0.0.0.0", 8080)
