@@ -166,3 +166,53 @@ def test_run_async_keeps_the_loop_ticking() -> None:
 
     assert asyncio.run(main(SLEEP, Host())) < 0.05
     assert asyncio.run(main(SPIN, Host(limits=Limits(timeout=0.3)))) < 0.05
+
+
+CAT = """
+(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (loop $more
+      (i32.store (i32.const 0) (i32.const 64))
+      (i32.store (i32.const 4) (i32.const 5))
+      (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 16)))
+      (if (i32.load (i32.const 16))
+        (then
+          (i32.store (i32.const 4) (i32.load (i32.const 16)))
+          (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 20)))
+          (drop (call $write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 20)))
+          (br $more))))))
+"""
+
+
+def test_stdio_from_bytes_to_file_and_callable(tmp_path: Path) -> None:
+    """stdin from bytes; stdout to a file; stderr to a callable (the guest copies in 5-byte reads)."""
+    errors: list[bytes] = []
+    host = Host(stdin=b"hello, stdio!", stdout=tmp_path / "out.txt", stderr=errors.append)
+    with Instance(Module(CAT.encode()), host) as inst:
+        assert inst.run() == 0
+    assert (tmp_path / "out.txt").read_bytes() == b"hello, stdio!"
+    assert b"".join(errors) == b"hello, stdio!" and len(errors) == 3
+
+
+def test_stdin_from_a_file_and_nowhere(tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_bytes(b"from a file")
+    out: list[bytes] = []
+    with Instance(Module(CAT.encode()), Host(stdin=tmp_path / "in.txt", stdout=out.append, stderr=None)) as inst:
+        assert inst.run() == 0
+    assert b"".join(out) == b"from a file"
+    out.clear()
+    with Instance(Module(CAT.encode()), Host(stdin=None, stdout=out.append)) as inst:
+        assert inst.run() == 0
+    assert out == []
+
+
+def test_bad_stdio_settings_are_config_errors(tmp_path: Path) -> None:
+    from wasmhost import ConfigError
+
+    with pytest.raises(ConfigError, match="bytes can only be given as stdin"):
+        Instance(Module(CAT.encode()), Host(stdout=b"x"))
+    with pytest.raises(ConfigError, match="cannot open for stdin"):
+        Instance(Module(CAT.encode()), Host(stdin=tmp_path / "missing"))

@@ -87,3 +87,26 @@ def test_cache_writes_are_atomic(tmp_path: Path) -> None:
     leftovers = [p for p in (tmp_path / "compiled").rglob("*") if p.name.startswith(".tmp-")]
     assert leftovers == []
     assert os.path.getsize(next((tmp_path / "compiled").rglob("*.cwasm"))) > 0
+
+
+def test_concurrent_processes_share_the_cache_safely(tmp_path: Path) -> None:
+    """Four processes compile the same module into one empty cache at once."""
+    import subprocess
+    import sys
+
+    module = tmp_path / "m.wat"
+    module.write_text(COMMAND)
+    code = (
+        "import sys; from pathlib import Path; from wasmhost import Module; from wasmhost.cache import CompileCache;"
+        "print(Module(sys.argv[1], cache=CompileCache(Path(sys.argv[2]))).kind.value)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(module), str(tmp_path / "cache")], stdout=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    outputs = [proc.communicate(timeout=60)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 4
+    assert outputs == [b"command\n"] * 4
+    files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert len(files) == 1 and files[0].suffix == ".cwasm"
+    assert Module(module, cache=CompileCache(tmp_path / "cache")).cache_hit
