@@ -163,7 +163,7 @@ class Instance:
 
     def _failure(self, exc: Exception) -> BaseException:
         """Why a guest call failed: an exit, an interruption, a host bug or a trap."""
-        pending = self._calls.take_pending() if hasattr(self, "_calls") else None
+        pending = self._calls.take_pending()
         if isinstance(pending, ProcExit):
             return pending
         if self._reason == _TIMEOUT:

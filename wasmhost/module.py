@@ -52,10 +52,6 @@ class Module:
         self.imports: list[_native.Import] = _native.imports_of(compiled)
         self.exports: dict[str, str] = _native.exports_of(compiled)
 
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> Module:
-        return cls(path)
-
     def compiled(self, fuel: bool) -> Any:
         """The wasmtime module for the engine with or without fuel metering."""
         found = self._compiled.get(fuel)

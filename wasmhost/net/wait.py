@@ -13,7 +13,6 @@ import contextlib
 import os
 import select
 import threading
-import time
 from collections.abc import Iterable
 
 
@@ -39,10 +38,13 @@ class ThreadWaiter(Waiter):
     def wait(self, readers: Iterable[int], writers: Iterable[int], timeout: float | None) -> None:
         poller = select.poll()
         poller.register(self._r, select.POLLIN)
+        masks: dict[int, int] = {}
         for fd in readers:
-            poller.register(fd, select.POLLIN)
+            masks[fd] = masks.get(fd, 0) | select.POLLIN
         for fd in writers:
-            poller.modify(fd, select.POLLIN | select.POLLOUT) if fd in readers else poller.register(fd, select.POLLOUT)
+            masks[fd] = masks.get(fd, 0) | select.POLLOUT
+        for fd, mask in masks.items():
+            poller.register(fd, mask)
         poller.poll(None if timeout is None else max(0.0, timeout) * 1000)
         with contextlib.suppress(BlockingIOError):
             os.read(self._r, 4096)
@@ -114,6 +116,3 @@ class LoopWaiter(Waiter):
             self._woken = True
             self._done.set()
 
-
-def deadline_after(seconds: float | None) -> float | None:
-    return None if seconds is None else time.monotonic() + seconds

@@ -231,7 +231,6 @@ class Rights(enum.IntFlag):
     SOCK_ACCEPT = 1 << 29
 
 
-ALL_RIGHTS = (1 << 30) - 1
 FILE_RIGHTS = (
     Rights.FD_DATASYNC
     | Rights.FD_READ
@@ -281,13 +280,6 @@ READ_ONLY_DIR_RIGHTS = (
     | Rights.FD_FILESTAT_GET
     | Rights.POLL_FD_READWRITE
     | Rights.PATH_LINK_SOURCE
-)
-READ_ONLY_FILE_RIGHTS = FILE_RIGHTS & ~(
-    Rights.FD_WRITE
-    | Rights.FD_ALLOCATE
-    | Rights.FD_FILESTAT_SET_SIZE
-    | Rights.FD_FILESTAT_SET_TIMES
-    | Rights.FD_DATASYNC
 )
 STDIO_RIGHTS = (
     Rights.FD_READ

@@ -113,7 +113,7 @@ class OsFile(Descriptor):
         super().__init__(rights, inheriting, flags)
         self.fd = fd
         self._owned = owned
-        self.filetype = _filetype(os.fstat(fd).st_mode)
+        self.filetype = filetype_of(os.fstat(fd).st_mode)
 
     def os_fd(self) -> int | None:
         return None if self.filetype == Filetype.REGULAR_FILE else self.fd
@@ -170,7 +170,7 @@ class Directory(OsFile):
         entries = [(".", st.st_ino, Filetype.DIRECTORY), ("..", 0, Filetype.DIRECTORY)]
         with os.scandir(self.fd) as it:
             for entry in it:
-                entries.append((entry.name, entry.inode(), _filetype(entry.stat(follow_symlinks=False).st_mode)))
+                entries.append((entry.name, entry.inode(), filetype_of(entry.stat(follow_symlinks=False).st_mode)))
         self.listing = entries
         return entries
 
@@ -192,10 +192,10 @@ _WRITE_RIGHTS = (
     | Rights.PATH_REMOVE_DIRECTORY
     | Rights.PATH_UNLINK_FILE
 )
-WRITE_RIGHTS = int(_WRITE_RIGHTS)
 
 
-def _filetype(mode: int) -> Filetype:
+def filetype_of(mode: int) -> Filetype:
+    """The WASI file type of a host ``st_mode``."""
     if stat.S_ISREG(mode):
         return Filetype.REGULAR_FILE
     if stat.S_ISDIR(mode):
@@ -210,8 +210,6 @@ def _filetype(mode: int) -> Filetype:
         return Filetype.SOCKET_STREAM
     return Filetype.UNKNOWN
 
-
-filetype_of = _filetype
 
 
 class FdTable:

@@ -46,7 +46,7 @@ from .abi import (
     from_os,
 )
 from .context import ProcExit, WasiContext
-from .fdtable import WRITE_RIGHTS, Descriptor, Directory, OsFile, filetype_of
+from .fdtable import Descriptor, Directory, OsFile, filetype_of
 
 R = Rights
 _T = TypeVar("_T")
@@ -65,6 +65,8 @@ _ADVICE = {
     Advice.NOREUSE: os.POSIX_FADV_NOREUSE,
 }
 _READ_RIGHTS = R.FD_READ | R.FD_READDIR
+# Rights that mean "open the file for writing" (not the directory-only path rights).
+_FILE_WRITE_RIGHTS = R.FD_WRITE | R.FD_ALLOCATE | R.FD_FILESTAT_SET_SIZE | R.FD_DATASYNC
 
 #: name -> wasm parameter types ("i" i32, "I" i64); every function returns an i32 errno.
 _SIGNATURES: dict[str, str] = {
@@ -383,7 +385,7 @@ class Preview1:
         out: int,
     ) -> None:
         parent = self._dir(fd, R.PATH_OPEN)
-        wants_write = bool(base & WRITE_RIGHTS & ~_dir_only_rights()) or bool(oflags & OFLAG_TRUNC)
+        wants_write = bool(base & _FILE_WRITE_RIGHTS) or bool(oflags & OFLAG_TRUNC)
         needed = (R.PATH_CREATE_FILE if oflags & OFLAG_CREAT else 0) | (R.FD_WRITE if wants_write else 0)
         if needed & ~(parent.rights | parent.inheriting):
             raise WasiError(Errno.NOTCAPABLE)
@@ -514,22 +516,6 @@ class _Ready(NamedTuple):
     fd: int = -1
     desc: Descriptor | None = None
     stale: bool = False
-
-
-def _dir_only_rights() -> int:
-    return int(
-        R.PATH_CREATE_DIRECTORY
-        | R.PATH_CREATE_FILE
-        | R.PATH_LINK_TARGET
-        | R.PATH_RENAME_SOURCE
-        | R.PATH_RENAME_TARGET
-        | R.PATH_FILESTAT_SET_SIZE
-        | R.PATH_FILESTAT_SET_TIMES
-        | R.PATH_SYMLINK
-        | R.PATH_REMOVE_DIRECTORY
-        | R.PATH_UNLINK_FILE
-        | R.FD_FILESTAT_SET_TIMES
-    )
 
 
 def _ready_bytes(desc: Descriptor, kind: int) -> int:
