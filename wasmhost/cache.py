@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 from pathlib import Path
+
+from ._files import atomic_write
 
 
 def default_dir() -> Path:
@@ -45,19 +46,8 @@ class CompileCache:
         """Save an artifact; a read-only or full cache directory is not an error."""
         if not self.enabled:
             return
-        target = self.path(wasm, fingerprint)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(artifact)
-                os.replace(tmp, target)
-            except BaseException:
-                os.unlink(tmp)
-                raise
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            atomic_write(self.path(wasm, fingerprint), artifact)
 
     def discard(self, wasm: bytes, fingerprint: str) -> None:
         with contextlib.suppress(OSError):

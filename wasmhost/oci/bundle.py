@@ -19,7 +19,7 @@ import attrs
 
 from . import media
 from .builder import MODULE_PATH, check_module_path, read_module
-from .content import decode_json_object
+from .content import decode_json_object, string_list
 from .errors import BundleError
 
 DEFAULT_ENV: Final = {
@@ -195,11 +195,8 @@ def _object(config: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     return value
 
 
-def _strings(section: dict[str, Any], key: str, where: str) -> list[str]:
-    value = section.get(key) or []
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise BundleError(where, f"process.{key} is not a list of strings")
-    return value
+def _strings(process: dict[str, Any], key: str, where: str) -> list[str]:
+    return string_list(process, key, BundleError, where, f"process.{key}")
 
 
 def _inside(rootfs: Path, guest_path: str, where: str) -> Path:

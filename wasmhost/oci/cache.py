@@ -19,11 +19,12 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 
 import attrs
 
+from .._files import atomic_write
 from ..cache import default_dir
+from ._closing import Closing
 from .content import DIGEST_RE
 from .errors import DigestMismatch
 from .reference import Reference
@@ -32,19 +33,6 @@ from .reference import Reference
 def default_cache_dir() -> Path:
     """Where pulls are cached unless the caller says otherwise."""
     return default_dir() / "oci"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same directory, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
 
 
 def _hash_file(path: Path) -> str:
@@ -96,7 +84,7 @@ class Cache:
         return self.root / "tags" / reference.registry / reference.repository / str(reference.tag)
 
 
-class Staging:
+class Staging(Closing):
     """One pull's verified blobs, held aside; a context manager that discards leftovers."""
 
     def __init__(self, cache: Cache) -> None:
@@ -105,15 +93,8 @@ class Staging:
         self.directory = Path(tempfile.mkdtemp(dir=cache.root / "tmp", prefix="pull-"))
         self._tags: dict[Path, str] = {}
 
-    def __enter__(self) -> Staging:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Discard whatever is still staged (after a commit, nothing but the directory)."""
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def path(self, digest: str) -> Path | None:
@@ -159,4 +140,4 @@ class Staging:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, target)
         for path, digest in self._tags.items():
-            _atomic_write(path, f"{digest}\n".encode())
+            atomic_write(path, f"{digest}\n".encode())

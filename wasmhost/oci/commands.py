@@ -11,7 +11,11 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Final
+
+import attrs
 
 from .builder import FORMATS, Built, build
 from .bundle import Mount, write_bundle
@@ -31,67 +35,43 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Package Wasm modules as OCI images or artifacts and move them through registries.",
     )
     commands = oci.add_subparsers(dest="oci_command", metavar="COMMAND", required=True)
+    for command in _COMMANDS:
+        parser = commands.add_parser(command.name, help=command.summary, description=command.description)
+        command.arguments(parser)
+        _registry_options(parser)
+        parser.set_defaults(handler=command.handler)
 
-    build_cmd = commands.add_parser(
-        "build",
-        help="package a module as an image or artifact",
-        description="Package MODULE; write it as an OCI layout (--output) or push it (--push).",
-    )
-    build_cmd.add_argument("module", type=Path, help="the .wasm file")
-    build_cmd.add_argument(
+
+def _build_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("module", type=Path, help="the .wasm file")
+    parser.add_argument(
         "-t", "--tag", required=True, metavar="REF", help="reference to build for, e.g. ghcr.io/me/app:v1"
     )
-    _build_options(build_cmd)
-    target = build_cmd.add_mutually_exclusive_group()
+    _build_options(parser)
+    target = parser.add_mutually_exclusive_group()
     target.add_argument("--output", type=Path, metavar="DIR", help="write (or add to) an OCI image layout in DIR")
     target.add_argument("--push", action="store_true", help="push to REF")
-    _registry_options(build_cmd)
-    build_cmd.set_defaults(handler=_build)
 
-    push_cmd = commands.add_parser(
-        "push", help="build and push a module", description="Build MODULE and push it to REF."
-    )
-    push_cmd.add_argument("module", type=Path, help="the .wasm file")
-    push_cmd.add_argument("ref", metavar="REF", help="e.g. ghcr.io/me/app:v1")
-    _build_options(push_cmd)
-    _registry_options(push_cmd)
-    push_cmd.set_defaults(handler=_push)
 
-    pull_cmd = commands.add_parser(
-        "pull",
-        help="pull a module into the cache",
-        description="Pull the module REF names (any Wasm layer type, or an image) into the "
-        "content-addressed cache and print its path.",
-    )
-    pull_cmd.add_argument("ref", metavar="REF", help="[oci://]HOST/REPO[:TAG][@sha256:...]")
-    pull_cmd.add_argument("-o", "--output", type=Path, metavar="FILE", help="also copy the module to FILE")
-    _registry_options(pull_cmd)
-    pull_cmd.set_defaults(handler=_pull)
+def _push_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("module", type=Path, help="the .wasm file")
+    parser.add_argument("ref", metavar="REF", help="e.g. ghcr.io/me/app:v1")
+    _build_options(parser)
 
-    bundle_cmd = commands.add_parser(
-        "bundle",
-        help="write an OCI runtime bundle for crun or youki",
-        description="Write DIR/config.json and DIR/rootfs/ to run MODULE (a .wasm file or "
-        "an oci:// reference) with `crun run` or `wasmhost run --bundle DIR`.",
-    )
-    bundle_cmd.add_argument("module", metavar="MODULE", help="a .wasm file or oci://REF")
-    bundle_cmd.add_argument("directory", type=Path, metavar="DIR")
-    bundle_cmd.add_argument(
-        "--env", action="append", type=_env, default=[], metavar="KEY=VALUE", help="set a variable (repeatable)"
-    )
-    bundle_cmd.add_argument(
-        "--mount",
-        action="append",
-        type=_mount,
-        default=[],
-        metavar="HOST:GUEST[:ro]",
-        help="bind a host directory (repeatable)",
-    )
-    bundle_cmd.add_argument(
+
+def _pull_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("ref", metavar="REF", help="[oci://]HOST/REPO[:TAG][@sha256:...]")
+    parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="also copy the module to FILE")
+
+
+def _bundle_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("module", metavar="MODULE", help="a .wasm file or oci://REF")
+    parser.add_argument("directory", type=Path, metavar="DIR")
+    _repeatable(parser, "--env", _env, "KEY=VALUE", "set a variable")
+    _repeatable(parser, "--mount", _mount, "HOST:GUEST[:ro]", "bind a host directory")
+    parser.add_argument(
         "args", nargs="*", metavar="ARG", help="arguments for the module; options go before MODULE, ARGs after --"
     )
-    _registry_options(bundle_cmd)
-    bundle_cmd.set_defaults(handler=_bundle)
 
 
 def _build_options(parser: argparse.ArgumentParser) -> None:
@@ -106,14 +86,7 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
         metavar="OS/ARCH",
         help="image platform (default wasi/wasm; linux/amd64 for Linux-only tools such as umoci)",
     )
-    parser.add_argument(
-        "--env",
-        action="append",
-        type=_env,
-        default=[],
-        metavar="KEY=VALUE",
-        help="image environment variable (repeatable)",
-    )
+    _repeatable(parser, "--env", _env, "KEY=VALUE", "image environment variable")
     parser.add_argument(
         "args",
         nargs="*",
@@ -128,6 +101,13 @@ def _registry_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--username", help="registry user (with --password-stdin)")
     parser.add_argument("--password-stdin", action="store_true", help="read the password or token from standard input")
+
+
+def _repeatable(
+    parser: argparse.ArgumentParser, flag: str, parse: Callable[[str], object], metavar: str, summary: str
+) -> None:
+    """An option that may be given several times; its values collect in a list."""
+    parser.add_argument(flag, action="append", type=parse, default=[], metavar=metavar, help=f"{summary} (repeatable)")
 
 
 def _credentials(args: argparse.Namespace) -> Credentials | None:
@@ -205,3 +185,42 @@ def _mount(text: str) -> Mount:
     if not host or not guest.startswith("/") or mode not in ("", "ro", "rw"):
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:GUEST[:ro] with GUEST absolute")
     return Mount(guest, Path(host), mode == "ro")
+
+
+@attrs.frozen
+class _Command:
+    """A subcommand: its own arguments (the registry options follow them) and its handler."""
+
+    name: str
+    summary: str
+    description: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace], int]
+
+
+_COMMANDS: Final = (
+    _Command(
+        "build",
+        "package a module as an image or artifact",
+        "Package MODULE; write it as an OCI layout (--output) or push it (--push).",
+        _build_arguments,
+        _build,
+    ),
+    _Command("push", "build and push a module", "Build MODULE and push it to REF.", _push_arguments, _push),
+    _Command(
+        "pull",
+        "pull a module into the cache",
+        "Pull the module REF names (any Wasm layer type, or an image) into the "
+        "content-addressed cache and print its path.",
+        _pull_arguments,
+        _pull,
+    ),
+    _Command(
+        "bundle",
+        "write an OCI runtime bundle for crun or youki",
+        "Write DIR/config.json and DIR/rootfs/ to run MODULE (a .wasm file or "
+        "an oci:// reference) with `crun run` or `wasmhost run --bundle DIR`.",
+        _bundle_arguments,
+        _bundle,
+    ),
+)

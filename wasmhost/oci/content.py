@@ -10,6 +10,8 @@ from typing import Any, Final
 
 import attrs
 
+from .errors import OciError
+
 DIGEST_RE: Final = re.compile(r"sha256:[0-9a-f]{64}")
 
 
@@ -31,6 +33,14 @@ def decode_json_object(data: bytes) -> dict[str, Any]:
         raise ValueError(f"invalid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
+    return value
+
+
+def string_list(section: Mapping[str, Any], key: str, error: type[OciError], what: str, name: str) -> list[str]:
+    """`section[key]` as a list of strings (absent or null: empty); refused with `error` otherwise."""
+    value = section.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise error(what, f"{name} is not a list of strings")
     return value
 
 

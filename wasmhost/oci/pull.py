@@ -7,7 +7,6 @@ through the digest it named when last pulled.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -17,10 +16,10 @@ import attrs
 from . import media
 from .cache import Cache, Staging
 from .content import Descriptor, digest_of
-from .credentials import Credentials, find_credentials
+from .credentials import Credentials
 from .errors import NotCached, NotFound, Unreachable, UnsupportedMediaType
 from .reference import Reference, parse
-from .registry import RegistryClient
+from .registry import RegistryClient, connect
 from .unpack import Plan, choose_manifest, config_of, module_from_tar, parse_document, plan
 
 
@@ -115,12 +114,7 @@ def pull(
             return _attempt(reference, store, _Offline, offline=False)
         except NotCached:
             pass
-    with RegistryClient(
-        reference,
-        insecure=insecure,
-        credentials=find_credentials(reference.registry, credentials),
-        progress=sys.stderr if progress else None,
-    ) as client:
+    with connect(reference, insecure=insecure, credentials=credentials, progress=progress) as client:
         try:
             return _attempt(reference, store, lambda staging: _Online(client, staging), offline=False)
         except Unreachable as unreachable:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 from . import media
 from .builder import Built
 from .content import digest_of
-from .credentials import Credentials, find_credentials
+from .credentials import Credentials
 from .errors import InvalidReference
 from .reference import Reference, parse
-from .registry import RegistryClient
+from .registry import connect
 
 
 def push(
@@ -29,12 +27,7 @@ def push(
     reference = built.reference if ref is None else ref if isinstance(ref, Reference) else parse(ref)
     if reference.digest:
         raise InvalidReference(str(reference), "push to a tag; the digest comes from the content")
-    with RegistryClient(
-        reference,
-        insecure=insecure,
-        credentials=find_credentials(reference.registry, credentials),
-        progress=sys.stderr if progress else None,
-    ) as client:
+    with connect(reference, insecure=insecure, credentials=credentials, progress=progress) as client:
         for blob in (*built.layers, built.config):
             if not client.has_blob(reference, digest_of(blob)):
                 client.upload_blob(reference, blob)

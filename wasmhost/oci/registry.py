@@ -8,10 +8,11 @@ digest), hides the raw bytes that must be verified, and retries every failure fo
 from __future__ import annotations
 
 import base64
+import functools
+import sys
 import time
 import urllib.parse
-from collections.abc import Iterator
-from types import TracebackType
+from collections.abc import Callable, Iterator
 from typing import Final, TextIO
 
 import attrs
@@ -21,8 +22,9 @@ import requests
 import urllib3
 
 from . import media
+from ._closing import Closing
 from .content import DIGEST_RE, Descriptor, digest_of
-from .credentials import Credentials
+from .credentials import Credentials, find_credentials
 from .errors import (
     AccessDenied,
     AuthenticationRequired,
@@ -81,6 +83,18 @@ def _with_query(url: str, **params: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
+def connect(
+    reference: Reference, *, insecure: bool | None, credentials: Credentials | None, progress: bool
+) -> RegistryClient:
+    """A client for a push or pull: credentials from `find_credentials`, progress on stderr."""
+    return RegistryClient(
+        reference,
+        insecure=insecure,
+        credentials=find_credentials(reference.registry, credentials),
+        progress=sys.stderr if progress else None,
+    )
+
+
 class _Upload:
     """A request body that reports progress as http.client reads it."""
 
@@ -100,7 +114,7 @@ class _Upload:
         return chunk
 
 
-class RegistryClient:
+class RegistryClient(Closing):
     """One registry's HTTP API. Plain HTTP for localhost unless `insecure` says otherwise."""
 
     def __init__(
@@ -121,17 +135,6 @@ class RegistryClient:
         self._credentials = credentials
         self._authorization: str | None = None
         self._progress, self._retry, self._timeout = progress, retry, timeout
-
-    def __enter__(self) -> RegistryClient:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -224,10 +227,11 @@ class RegistryClient:
         stream: bool = False,
     ) -> requests.Response:
         """Send with authentication, retrying connection failures and transient statuses."""
+        send = functools.partial(self._send, method, url, headers or {}, body, label, stream)
         delay, attempt = self._retry.backoff, 1
         while True:
             try:
-                response = self._authorized(method, url, headers or {}, body, label, stream)
+                response = self._authorized(send)
             except requests.exceptions.SSLError as exc:
                 raise Unreachable(
                     what, f"TLS failed ({_reason(exc)}); use --insecure for a plain-HTTP registry"
@@ -243,17 +247,9 @@ class RegistryClient:
             time.sleep(delay)
             delay, attempt = delay * 2, attempt + 1
 
-    def _authorized(
-        self,
-        method: str,
-        url: str,
-        headers: dict[str, str],
-        body: bytes | None,
-        label: str,
-        stream: bool,
-    ) -> requests.Response:
+    def _authorized(self, send: Callable[[], requests.Response]) -> requests.Response:
         """Send once; on a 401 answer the challenge (Basic or Bearer) and send again."""
-        response = self._send(method, url, headers, body, label, stream)
+        response = send()
         if response.status_code != 401:
             return response
         authorization = self._answer(response.headers.get("WWW-Authenticate", ""))
@@ -261,7 +257,7 @@ class RegistryClient:
             return response
         response.close()
         self._authorization = authorization
-        return self._send(method, url, headers, body, label, stream)
+        return send()
 
     def _send(
         self,
@@ -272,6 +268,7 @@ class RegistryClient:
         label: str,
         stream: bool,
     ) -> requests.Response:
+        """One request, with the current Authorization header and upload progress."""
         if self._authorization:
             headers = {**headers, "Authorization": self._authorization}
         data: bytes | _Upload | None = body

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from . import media
-from .content import Descriptor, decode_json_object
+from .content import Descriptor, decode_json_object, string_list
 from .errors import RegistryError, UnsupportedMediaType
 
 #: Platforms, best first, that a Wasm entry of a multi-platform index may declare.
@@ -156,7 +156,4 @@ def _runtime_config(config: bytes, what: str) -> dict[str, Any]:
 
 
 def _strings(runtime: dict[str, Any], key: str, what: str) -> list[str]:
-    value = runtime.get(key) or []
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise RegistryError(what, f"image config: {key} is not a list of strings")
-    return value
+    return string_list(runtime, key, RegistryError, what, f"image config: {key}")
