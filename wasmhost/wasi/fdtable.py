@@ -194,22 +194,19 @@ _WRITE_RIGHTS = (
 )
 
 
+_MODE_TYPES = [
+    (stat.S_ISREG, Filetype.REGULAR_FILE),
+    (stat.S_ISDIR, Filetype.DIRECTORY),
+    (stat.S_ISCHR, Filetype.CHARACTER_DEVICE),
+    (stat.S_ISBLK, Filetype.BLOCK_DEVICE),
+    (stat.S_ISLNK, Filetype.SYMBOLIC_LINK),
+    (stat.S_ISSOCK, Filetype.SOCKET_STREAM),
+]
+
+
 def filetype_of(mode: int) -> Filetype:
     """The WASI file type of a host ``st_mode``."""
-    if stat.S_ISREG(mode):
-        return Filetype.REGULAR_FILE
-    if stat.S_ISDIR(mode):
-        return Filetype.DIRECTORY
-    if stat.S_ISCHR(mode):
-        return Filetype.CHARACTER_DEVICE
-    if stat.S_ISBLK(mode):
-        return Filetype.BLOCK_DEVICE
-    if stat.S_ISLNK(mode):
-        return Filetype.SYMBOLIC_LINK
-    if stat.S_ISSOCK(mode):
-        return Filetype.SOCKET_STREAM
-    return Filetype.UNKNOWN
-
+    return next((kind for test, kind in _MODE_TYPES if test(mode)), Filetype.UNKNOWN)
 
 
 class FdTable:

@@ -164,26 +164,39 @@ pub fn accept(fd: u32) -> Result<u32> {
     Ok(new_fd)
 }
 
-/// Receives into `buf` (one iovec); `Ok(0)` is orderly EOF.
-pub fn recv(fd: u32, buf: &mut [u8]) -> Result<usize> {
+/// The type shared by `sock_recv` and `sock_recv_v2`.
+type RecvFn = unsafe extern "C" fn(i32, *const sys::Iovec, i32, i32, *mut u32, *mut u32) -> i32;
+/// The type shared by `sock_send` and `sock_send_v2`.
+type SendFn = unsafe extern "C" fn(i32, *const sys::Ciovec, i32, i32, *mut u32) -> i32;
+
+fn recv_with(call: RecvFn, fd: u32, buf: &mut [u8]) -> Result<usize> {
     let iov = sys::Iovec {
         buf: buf.as_mut_ptr(),
         buf_len: buf.len() as u32,
     };
     let (mut n, mut flags) = (0u32, 0u32);
-    check(unsafe { sys::sock_recv(fd as i32, &iov, 1, 0, &mut n, &mut flags) })?;
+    check(unsafe { call(fd as i32, &iov, 1, 0, &mut n, &mut flags) })?;
     Ok(n as usize)
 }
 
-/// Sends from `buf` (one iovec); may be partial.
-pub fn send(fd: u32, buf: &[u8]) -> Result<usize> {
+fn send_with(call: SendFn, fd: u32, buf: &[u8]) -> Result<usize> {
     let iov = sys::Ciovec {
         buf: buf.as_ptr(),
         buf_len: buf.len() as u32,
     };
     let mut n = 0u32;
-    check(unsafe { sys::sock_send(fd as i32, &iov, 1, 0, &mut n) })?;
+    check(unsafe { call(fd as i32, &iov, 1, 0, &mut n) })?;
     Ok(n as usize)
+}
+
+/// Receives into `buf` (one iovec); `Ok(0)` is orderly EOF.
+pub fn recv(fd: u32, buf: &mut [u8]) -> Result<usize> {
+    recv_with(sys::sock_recv, fd, buf)
+}
+
+/// Sends from `buf` (one iovec); may be partial.
+pub fn send(fd: u32, buf: &[u8]) -> Result<usize> {
+    send_with(sys::sock_send, fd, buf)
 }
 
 /// V1 accept, then non-blocking mode, as wasmedge_wasi_socket's `accept(nonblocking=true)`.
@@ -434,23 +447,11 @@ pub mod v2 {
     }
 
     pub fn recv(fd: u32, buf: &mut [u8]) -> Result<usize> {
-        let iov = sys::Iovec {
-            buf: buf.as_mut_ptr(),
-            buf_len: buf.len() as u32,
-        };
-        let (mut n, mut flags) = (0u32, 0u32);
-        check(unsafe { sys::sock_recv_v2(fd as i32, &iov, 1, 0, &mut n, &mut flags) })?;
-        Ok(n as usize)
+        super::recv_with(sys::sock_recv_v2, fd, buf)
     }
 
     pub fn send(fd: u32, buf: &[u8]) -> Result<usize> {
-        let iov = sys::Ciovec {
-            buf: buf.as_ptr(),
-            buf_len: buf.len() as u32,
-        };
-        let mut n = 0u32;
-        check(unsafe { sys::sock_send_v2(fd as i32, &iov, 1, 0, &mut n) })?;
-        Ok(n as usize)
+        super::send_with(sys::sock_send_v2, fd, buf)
     }
 
     type AddrFnV2 = unsafe extern "C" fn(i32, *const sys::WasiAddress, *mut u32) -> i32;
