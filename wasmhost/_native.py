@@ -8,9 +8,11 @@ See ``benchmarks/hostcall.py``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import wasmtime
@@ -81,37 +83,47 @@ def _type_codes(types: Sequence[wasmtime.ValType]) -> str:
 
 
 class _Ticker:
-    """Advances every engine's epoch every 10 ms while any guest runs.
+    """Advances every engine's epoch every 10 ms while any guest executes wasm code.
 
     Each store traps only when its own deadline callback says so (see ``Store``), so one
-    shared clock serves ``stop()`` and time limits for every instance.
+    shared clock serves ``stop()`` and time limits for every instance. A guest blocked in a
+    host call (``paused()``) needs no ticks, so an idle server costs no CPU.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._users = 0
-        self._wake = threading.Event()
+        self._cond = threading.Condition()
+        self._active = 0
         self._thread: threading.Thread | None = None
 
     def acquire(self) -> None:
-        with self._lock:
-            self._users += 1
+        with self._cond:
+            self._active += 1
             if self._thread is None:
-                self._wake.clear()
                 self._thread = threading.Thread(target=self._run, name="wasmhost-epoch", daemon=True)
                 self._thread.start()
+            self._cond.notify()
 
     def release(self) -> None:
-        with self._lock:
-            self._users -= 1
-            if self._users == 0 and self._thread is not None:
-                self._wake.set()
-                self._thread = None
+        with self._cond:
+            self._active -= 1
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No ticks needed for this guest meanwhile: it is blocked in a host call."""
+        self.release()
+        try:
+            yield
+        finally:
+            self.acquire()
 
     def _run(self) -> None:
-        wake = self._wake
-        while not wake.wait(_TICK_SECONDS):
-            for engine in _ENGINES.values():
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._active:
+                    cond.wait()
+            time.sleep(_TICK_SECONDS)
+            for engine in list(_ENGINES.values()):
                 engine.increment_epoch()
 
 
@@ -361,5 +373,8 @@ class Store:
     def close(self) -> None:
         self.store.close()
 
+
+#: Wrap a blocking wait of a guest thread in this: the epoch clock need not tick for it.
+blocked = _TICKER.paused
 
 GuestError: tuple[type[Exception], ...] = (wasmtime.Trap, wasmtime.WasmtimeError)

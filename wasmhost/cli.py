@@ -79,6 +79,13 @@ def add_guest_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", metavar="ADDR", help="bind listening sockets to ADDR instead of the guest's choice")
     parser.add_argument("--allow-outbound", action="append", default=[], metavar="SPEC", help="allow outbound traffic")
+    parser.add_argument(
+        "--idle-backoff",
+        type=_non_negative_float,
+        default=Network().idle_backoff,
+        metavar="S",
+        help="longest delay before re-reporting readiness the guest ignored (0: strictly level-triggered)",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -91,11 +98,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _non_negative_float(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _positive_float(text: str) -> float:
+    value = _number(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
     return value
@@ -111,6 +129,7 @@ def host_from_args(ns: argparse.Namespace, args: list[str]) -> Host:
         bind_address=ns.host,
         ports=[PortMapping.parse(p) for p in ns.publish],
         outbound=[rule for spec in ns.allow_outbound for rule in Rule.parse(spec)],
+        idle_backoff=ns.idle_backoff,
     )
     return Host(
         args=args,

@@ -45,6 +45,7 @@ class Instance:
         args = [os.path.basename(module.name).encode()] + [a.encode() for a in self.host.args]
         env = [f"{k}={v}".encode() for k, v in self.host.env]
         self._ctx = WasiContext(args, env, fds, lambda: self._reason)
+        self._ctx.blocked = _native.blocked
         try:
             self._store = _native.Store(limits.fuel, limits.memory, lambda: self._reason)
             self._sockets = Sockets(self._ctx, self.host.network, os.path.basename(module.name))

@@ -141,8 +141,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def test_idle_server_with_ten_keep_alive_connections_uses_under_5_percent(serve: ServeFactory) -> None:
-    server = serve("http-hello")
+def _idle_cpu_share(serve: ServeFactory, *flags: str) -> float:
+    """CPU share of a server guest holding 10 idle keep-alive connections, over 2 s."""
+    server = serve("http-hello", *flags)
     conns = []
     for _ in range(10):
         conn = socket.create_connection(("127.0.0.1", server.port), timeout=5)
@@ -151,8 +152,34 @@ def test_idle_server_with_ten_keep_alive_connections_uses_under_5_percent(serve:
         conns.append(conn)
     time.sleep(0.5)
     start_cpu, start = _cpu_seconds(server.proc.pid), time.monotonic()
-    time.sleep(3)
+    time.sleep(2)
     share = (_cpu_seconds(server.proc.pid) - start_cpu) / (time.monotonic() - start)
     for conn in conns:
         conn.close()
+    return share
+
+
+MIO_087 = ("--env", "POLL_STYLE=mio-0.8.7")
+
+
+def test_idle_keep_alive_connections_use_under_5_percent(serve: ServeFactory) -> None:
+    """Polling like mio_wasi 0.8.7 (every connection re-subscribed for writability)."""
+    share = _idle_cpu_share(serve, *MIO_087)
     assert share < 0.05, f"idle server used {share:.1%} of a core"
+
+
+def test_strict_level_triggering_would_spin(serve: ServeFactory) -> None:
+    """The measurement can fail: without the backoff the same guest busy-loops."""
+    share = _idle_cpu_share(serve, *MIO_087, "--idle-backoff", "0")
+    assert share > 0.5, f"expected a busy loop, measured {share:.1%}"
+
+
+def test_mio_style_guest_serves_keep_alive_load(serve: ServeFactory) -> None:
+    from tests.net.test_serve import _keep_alive_client
+
+    server = serve("http-hello", *MIO_087)
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(_keep_alive_client(server.port, 20) for _ in range(50)))
+
+    assert asyncio.run(main()) == [20] * 50

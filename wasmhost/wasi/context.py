@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import TypeVar
 
 from ..net.wait import ThreadWaiter, Waiter
@@ -39,6 +41,8 @@ class WasiContext:
         self.memory = GuestMemory(lambda: (0, 0))
         self.waiter: Waiter = ThreadWaiter()
         self.loop: asyncio.AbstractEventLoop | None = None  # set while served on a loop
+        #: Entered around every blocking wait (the instance pauses its epoch clock there).
+        self.blocked: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
         self._stop_reason = stop_reason
 
     @staticmethod
@@ -53,7 +57,8 @@ class WasiContext:
     def wait(self, readers: Iterable[int], writers: Iterable[int], timeout: float | None) -> None:
         """Block until ready, timed out or woken, then raise if the instance was stopped."""
         self.check_stop()
-        self.waiter.wait(readers, writers, timeout)
+        with self.blocked():
+            self.waiter.wait(readers, writers, timeout)
         self.check_stop()
 
     def blocking(self, desc: Descriptor, write: bool, op: Callable[[], _T], timeout: float | None = None) -> _T:

@@ -65,6 +65,7 @@ _ADVICE = {
     Advice.NOREUSE: os.POSIX_FADV_NOREUSE,
 }
 _READ_RIGHTS = R.FD_READ | R.FD_READDIR
+_FIRST_HOLD_NS = 1_000_000  # stale readiness is first held back 1 ms, doubling while idle
 # Rights that mean "open the file for writing" (not the directory-only path rights).
 _FILE_WRITE_RIGHTS = R.FD_WRITE | R.FD_ALLOCATE | R.FD_FILESTAT_SET_SIZE | R.FD_DATASYNC
 
@@ -442,7 +443,7 @@ class Preview1:
             fresh = [r for r in ready if not r.stale]
             if fresh or (ready and held_until is not None and now >= held_until):
                 chosen = fresh or ready
-                self._idle_ns = 0 if fresh else min(self._idle_ns * 2 or 1_000_000, self._max_idle_ns)
+                self._idle_ns = 0 if fresh else min((self._idle_ns or _FIRST_HOLD_NS) * 2, self._max_idle_ns)
                 for r in chosen:
                     if r.desc is not None:
                         self._seen[(r.fd, r.event.type)] = r.desc.io_seq
@@ -450,7 +451,7 @@ class Preview1:
                 mem.set_u32(nevents, len(chosen))
                 return
             if ready and held_until is None:
-                held_until = now + (self._idle_ns or 1_000_000)
+                held_until = now + (self._idle_ns or _FIRST_HOLD_NS)
             deadline = poll.next_deadline(subs)
             if held_until is not None:
                 deadline = held_until if deadline is None else min(deadline, held_until)

@@ -39,6 +39,7 @@ pub const SO_ERROR: i32 = 2;
 pub const EVENTTYPE_CLOCK: u8 = 0;
 pub const EVENTTYPE_FD_READ: u8 = 1;
 pub const EVENTTYPE_FD_WRITE: u8 = 2;
+pub const EVENT_FD_READWRITE_HANGUP: u16 = 1;
 pub const CLOCK_MONOTONIC: u64 = 1;
 
 fn check(rc: i32) -> Result<()> {

@@ -72,22 +72,40 @@ pub trait Handler {
     fn ready(&mut self, io: &Stream) -> bool;
 }
 
+/// Whether to poll the way tokio_wasi on mio_wasi 0.8.7 does (env `POLL_STYLE=mio-0.8.7`):
+/// every source subscribed for FD_WRITE then FD_READ on every poll with one userdata, events
+/// delivered only to a handler that wants that direction, any event error fatal. Idle
+/// keep-alive connections are always writable, so this is the pattern that makes a strictly
+/// level-triggered host spin; the tests use it to measure the host's answer.
+fn mio_style() -> bool {
+    std::env::var("POLL_STYLE").map_or(false, |v| v == "mio-0.8.7")
+}
+
+fn wanted<H: Handler>(handler: Option<&H>, readable: bool, flags: u16) -> bool {
+    let (r, w) = handler.map_or((false, false), |h| h.interest());
+    flags & crate::EVENT_FD_READWRITE_HANGUP != 0 || if readable { r } else { w }
+}
+
 /// Runs forever: accepts until AGAIN when the listener is readable, calls `new_conn` for each
 /// connection, drives handlers on readiness and closes finished connections
 /// (`sock_shutdown(fd, 3)` + `fd_close`).
 pub fn serve<H: Handler>(listener: u32, api: &StreamApi, mut new_conn: impl FnMut(u32) -> H) -> ! {
     let mut conns: HashMap<u32, H> = HashMap::new();
     let mut poll = Poll::new();
+    let mio = mio_style();
     loop {
         poll.clear();
+        if mio {
+            poll.write(listener, listener as u64);
+        }
         poll.read(listener, listener as u64);
         for (&fd, h) in &conns {
             let (r, w) = h.interest();
-            if r {
-                poll.read(fd, fd as u64);
-            }
-            if w {
+            if w || mio {
                 poll.write(fd, fd as u64);
+            }
+            if r || mio {
+                poll.read(fd, fd as u64);
             }
         }
         let events = match poll.wait() {
@@ -98,10 +116,18 @@ pub fn serve<H: Handler>(listener: u32, api: &StreamApi, mut new_conn: impl FnMu
         let mut accept_ready = false;
         let mut last = None;
         for ev in events {
+            if mio && ev.error != 0 {
+                // What tokio_wasi does with any event error.
+                panic!("unexpected error when polling the I/O driver: errno {}", ev.error);
+            }
             let fd = ev.userdata as u32;
+            let readable = ev.kind == crate::EVENTTYPE_FD_READ;
             if fd == listener {
-                accept_ready = true;
+                accept_ready |= readable;
                 continue;
+            }
+            if mio && !wanted(conns.get(&fd), readable, ev.flags) {
+                continue; // tokio wakes only the tasks waiting for this direction
             }
             if last == Some(fd) {
                 continue; // read and write readiness of one connection: one `ready` call

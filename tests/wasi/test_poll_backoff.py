@@ -1,0 +1,82 @@
+"""poll_oneoff's idle backoff on real sockets: stale readiness is delayed, never lost."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from wasmhost.wasi import abi
+from wasmhost.wasi.context import WasiContext
+from wasmhost.wasi.fdtable import FdTable
+from wasmhost.wasi.memory import GuestMemory
+from wasmhost.wasi.preview1 import Preview1
+from wasmhost.wasi.sockets import Socket
+
+SUBS, EVENTS, COUNT = 0, 1024, 2048
+Setup = tuple[Preview1, bytearray, list[int], list[socket.socket]]
+
+
+@pytest.fixture
+def setup() -> Iterator[Setup]:
+    ctx = WasiContext([], [], FdTable(), lambda: None)
+    buffer = bytearray(4096)
+    ctx.memory = GuestMemory.of_buffer(buffer)
+    pairs = [socket.socketpair() for _ in range(2)]
+    fds = [ctx.fds.add(Socket(ours)) for ours, _ in pairs]
+    yield Preview1(ctx, idle_backoff=0.25), buffer, fds, [theirs for _, theirs in pairs]
+    ctx.close()
+    for _, theirs in pairs:
+        theirs.close()
+
+
+def _subscribe(buffer: bytearray, subs: list[tuple[int, int]]) -> None:
+    for i, (kind, fd) in enumerate(subs):
+        abi.SUBSCRIPTION.pack_into(buffer, SUBS + 48 * i, 100 + i, kind, abi.SUB_FD.pack(fd).ljust(32, b"\0"))
+
+
+def _poll(p1: Preview1, buffer: bytearray, n: int) -> tuple[list[int], float]:
+    start = time.monotonic()
+    p1.poll_oneoff(SUBS, EVENTS, n, COUNT)
+    count = abi.U32.unpack_from(buffer, COUNT)[0]
+    events = [abi.EVENT.unpack_from(buffer, EVENTS + 32 * i)[0] for i in range(count)]
+    return events, time.monotonic() - start
+
+
+def test_ignored_readiness_is_reported_again_with_growing_delay(setup: Setup) -> None:
+    p1, buffer, fds, _peers = setup
+    _subscribe(buffer, [(abi.EventType.FD_WRITE, fds[0])])
+    first, took = _poll(p1, buffer, 1)
+    assert first == [100] and took < 0.01  # fresh readiness: at once
+    delays = []
+    for _ in range(5):  # the guest keeps polling without writing: still told, but later
+        events, took = _poll(p1, buffer, 1)
+        assert events == [100]
+        delays.append(took)
+    assert delays == sorted(delays) and delays[-1] > 0.008, delays
+    assert max(delays) < 0.3
+
+
+def test_io_or_new_readiness_resets_the_delay(setup: Setup) -> None:
+    p1, buffer, fds, peers = setup
+    _subscribe(buffer, [(abi.EventType.FD_WRITE, fds[0]), (abi.EventType.FD_READ, fds[1])])
+    for _ in range(6):
+        _poll(p1, buffer, 2)  # writable fd 0 goes stale, its delay grows
+    peers[1].send(b"x")  # new readiness elsewhere is reported at once, alone
+    events, took = _poll(p1, buffer, 2)
+    assert events == [101] and took < 0.01
+    desc = p1.fds.get(fds[0])
+    p1.ctx.blocking(desc, True, lambda: desc.writev([memoryview(b"y")]))  # the guest writes (fd_write's path)
+    events, took = _poll(p1, buffer, 2)
+    assert events == [100] and took < 0.01  # fd 0 is fresh again; fd 1's unread byte is stale now
+
+
+def test_strict_mode_reports_at_once(setup: Setup) -> None:
+    p1, buffer, fds, _ = setup
+    strict = Preview1(p1.ctx, idle_backoff=0)
+    _subscribe(buffer, [(abi.EventType.FD_WRITE, fds[0])])
+    for _ in range(5):
+        events, took = _poll(strict, buffer, 1)
+        assert events == [100] and took < 0.01
