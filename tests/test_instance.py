@@ -216,3 +216,37 @@ def test_bad_stdio_settings_are_config_errors(tmp_path: Path) -> None:
         Instance(Module(CAT.encode()), Host(stdout=b"x"))
     with pytest.raises(ConfigError, match="cannot open for stdin"):
         Instance(Module(CAT.encode()), Host(stdin=tmp_path / "missing"))
+
+
+TLS_PLUGIN = """
+(module
+  (import "rustls_client" "new_codec" (func $codec (param i32 i32) (result i32)))
+  (func (export "_start"))
+  (func (export "connect") (result i32) (call $codec (i32.const 0) (i32.const 0))))
+"""
+
+
+def test_unknown_imports_can_be_stubbed_to_trap_when_called() -> None:
+    module = Module(TLS_PLUGIN.encode())
+    with pytest.raises(LinkError, match="rustls_client::new_codec"):
+        Instance(module)
+    with Instance(module, Host(trap_unknown_imports=True)) as inst:
+        assert inst.run() == 0
+    with Instance(module, Host(trap_unknown_imports=True)) as inst, pytest.raises(GuestTrap) as info:
+        inst.call("connect")
+    assert info.value.kind == "unknown import called"
+    assert "rustls_client::new_codec" in info.value.message
+
+
+def test_cancelling_run_async_stops_the_guest() -> None:
+    async def main() -> None:
+        with Instance(Module(SPIN.encode())) as inst:
+            task = asyncio.create_task(inst.run_async())
+            await asyncio.sleep(0.2)
+            task.cancel()
+            start = time.monotonic()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert time.monotonic() - start < 1.0
+
+    asyncio.run(main())

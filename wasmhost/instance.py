@@ -171,11 +171,13 @@ class Instance:
             return Timeout(f"{self.module.name}: stopped after its {self.host.limits.timeout:g} s time limit")
         if self._reason is not None or isinstance(pending, WaitInterrupted):
             return Interrupted(f"{self.module.name}: stopped")
+        info = _native.describe(exc)
+        if isinstance(pending, linking.UnknownImportCalled):
+            return GuestTrap(self.module.name, str(pending), "unknown import called", info.frames)
         if pending is not None:
             failure = HostFailure(f"{self.module.name}: host function failed: {type(pending).__name__}: {pending}")
             failure.__cause__ = pending
             return failure
-        info = _native.describe(exc)
         return GuestTrap(self.module.name, info.message, info.kind, info.frames)
 
     def host_calls(self) -> dict[str, int]:

@@ -195,6 +195,20 @@ def test_guest_panic_while_serving(serve: ServeFactory) -> None:
     assert "Traceback" not in log
 
 
+def test_blocking_guest_is_stopped_by_sigterm(serve: ServeFactory) -> None:
+    """udp-echo blocks in sock_recv_from; the wait is interrupted, the process exits 0."""
+    server = serve("udp-echo")
+    code, elapsed = server.stop(signal.SIGTERM)
+    assert code == 0 and elapsed < 1.0, "".join(server.log)
+
+
+def test_serves_on_ipv6(serve: ServeFactory) -> None:
+    server = serve("http-hello", "--host", "::1")
+    assert "listening on [::1]:" in "".join(server.log)
+    done = subprocess.run(["curl", "-sSg", f"http://[::1]:{server.port}/"], capture_output=True, text=True, timeout=10)
+    assert done.stdout == "Hello, World!", done.stderr
+
+
 def test_sigterm_and_sigint_stop_cleanly_within_a_second(serve: ServeFactory) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         server = serve("http-hello")

@@ -201,9 +201,7 @@ def test_port_mapping_round_trip(host: int, guest: int) -> None:
 
 
 def test_outbound_rules() -> None:
-    network = Network(
-        outbound=[*Rule.parse("10.0.0.0/8"), *Rule.parse("127.0.0.1:8080"), *Rule.parse("[::1]:443")]
-    )
+    network = Network(outbound=[*Rule.parse("10.0.0.0/8"), *Rule.parse("127.0.0.1:8080"), *Rule.parse("[::1]:443")])
     ip = ipaddress.ip_address
     assert network.allows_outbound(ip("10.2.3.4"), 1)
     assert network.allows_outbound(ip("127.0.0.1"), 8080)

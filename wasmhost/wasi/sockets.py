@@ -122,6 +122,16 @@ class Socket(Descriptor):
     def os_fd(self) -> int:
         return self.sock.fileno()
 
+    def switch_family(self, family: int) -> None:
+        """Re-create the (not yet bound) host socket in another family, keeping SO_REUSEADDR:
+        lets ``--host ::1`` serve a guest that opened an IPv4 socket."""
+        reuse = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+        replacement = socket.socket(family, self.sock.type)
+        replacement.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, reuse)
+        replacement.setblocking(False)
+        self.sock.close()
+        self.sock = replacement
+
     def readv(self, bufs: Buffers) -> int:
         return _os(self.sock.recvmsg_into, bufs)[0]
 
@@ -241,8 +251,13 @@ class Sockets:
     def _bind(self, fd: int, addr: int, port: int, storage: bool) -> None:
         sock = self._socket(fd)
         family, ip = self._address(addr, storage)
+        self._sockaddr(sock, family, ip, port)  # the guest's own request must match its socket
         host, host_port = self.network.bind_target(ip, port & 0xFFFF)
-        target = self._sockaddr(sock, family, ipaddress.ip_address(host), host_port)
+        host_ip = ipaddress.ip_address(host)
+        host_family = INET4 if host_ip.version == 4 else INET6
+        if host_family != family:
+            sock.switch_family(_FAMILY[host_family])
+        target = self._sockaddr(sock, host_family, host_ip, host_port)
         try:
             sock.sock.bind(target)
         except OSError as exc:
