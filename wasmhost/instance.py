@@ -119,6 +119,7 @@ class Instance:
         try:
             return await asyncio.shield(done)
         except asyncio.CancelledError:
+            done.cancel()  # the guest's own outcome no longer matters to anyone
             self.stop()
             await asyncio.to_thread(thread.join)
             raise
