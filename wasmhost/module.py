@@ -99,20 +99,31 @@ def _read(path: Path) -> bytes:
         raise ModuleError(f"{path}: cannot read: {exc.strerror}") from None
 
 
+def header_problem(head: bytes, allow_component: bool = False) -> str | None:
+    """Why these first bytes are not a core WebAssembly module (or a component, when
+    allowed: OCI packaging carries both), or None when they are."""
+    if head and len(head) < 8 and _MAGIC.startswith(head[:4]):
+        return f"truncated WebAssembly module ({len(head)} bytes)"
+    if head[:4] != _MAGIC:
+        return "not a WebAssembly module (bad magic)"
+    if head[4:8] == _CORE_VERSION:
+        return None
+    if head[6:8] == _COMPONENT_LAYER:
+        if allow_component:
+            return None
+        return "is a WebAssembly component, not a core module (wasmhost runs core modules)"
+    return f"unsupported WebAssembly version {head[4:8].hex()}"
+
+
 def _check_header(name: str, wasm: bytes) -> bytes:
     if wasm[:1] == b"(" or (wasm.lstrip()[:1] == b"(" and wasm[:4] != _MAGIC):
         try:
             return _native.wat2wasm(wasm.decode())
         except (UnicodeDecodeError, *_native.GuestError) as exc:  # type: ignore[misc]
             raise ModuleError(f"{name}: invalid text module: {_first_line(exc)}") from None
-    if len(wasm) < 8 and wasm[: len(wasm)] == _MAGIC[: len(wasm)] and wasm:
-        raise ModuleError(f"{name}: truncated WebAssembly module ({len(wasm)} bytes)")
-    if wasm[:4] != _MAGIC:
-        raise ModuleError(f"{name}: not a WebAssembly module (bad magic)")
-    if wasm[4:8] != _CORE_VERSION:
-        if wasm[6:8] == _COMPONENT_LAYER:
-            raise ModuleError(f"{name}: is a WebAssembly component, not a core module (wasmhost runs core modules)")
-        raise ModuleError(f"{name}: unsupported WebAssembly version {wasm[4:8].hex()}")
+    problem = header_problem(wasm[:8])
+    if problem:
+        raise ModuleError(f"{name}: {problem}")
     return wasm
 
 

@@ -130,7 +130,7 @@ def test_report_compressed_image_size(module: bytes) -> None:
     ("kwargs", "what", "why"),
     [
         ({"module": b"\0asn\1\0\0\0"}, "module", "not a WebAssembly module (bad magic)"),
-        ({"module": b"\0asm"}, "module", "truncated header"),
+        ({"module": b"\0asm"}, "module", "truncated WebAssembly module (4 bytes)"),
         ({"format": "tarball"}, "module", "unknown format 'tarball'"),
         ({"format": "artifact", "env": {"A": "1"}}, "module", "has no args, env or platform"),
         ({"format": "wasm-to-oci", "platform": "linux/amd64"}, "module", "has no args, env or platform"),

@@ -115,4 +115,3 @@ class LoopWaiter(Waiter):
         with self._lock:
             self._woken = True
             self._done.set()
-

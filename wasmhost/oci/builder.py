@@ -16,6 +16,7 @@ from typing import Final, Literal, get_args
 
 import attrs
 
+from ..module import header_problem
 from . import media
 from .content import Descriptor, digest_of, encode_json
 from .errors import BuildError, OciError
@@ -130,7 +131,7 @@ def read_module(module: bytes | Path, error: type[OciError]) -> bytes:
         data = module if isinstance(module, bytes) else module.read_bytes()
     except OSError as exc:
         raise error(name, exc.strerror or "cannot read") from None
-    problem = media.wasm_problem(data[:8])
+    problem = header_problem(data[:8], allow_component=True)
     if problem:
         raise error(name, problem)
     return data

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import attrs
 
+from ..module import header_problem
 from . import media
 from .builder import MODULE_PATH, check_module_path, read_module
 from .content import decode_json_object, string_list
@@ -175,7 +176,7 @@ def read_bundle(directory: Path) -> Bundle:
     module = _inside(rootfs, posixpath.join(cwd, args[0]), where)
     try:
         with module.open("rb") as file:
-            problem = media.wasm_problem(file.read(8))
+            problem = header_problem(file.read(8), allow_component=True)
     except OSError as exc:
         raise BundleError(where, f"module {args[0]}: {exc.strerror or 'cannot read'}") from None
     if problem:

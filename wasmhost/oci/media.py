@@ -39,15 +39,5 @@ REF_NAME_ANNOTATION: Final = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME_ANNOTATION: Final = "io.containerd.image.name"
 TITLE_ANNOTATION: Final = "org.opencontainers.image.title"
 
-WASM_MAGIC: Final = b"\0asm"
 #: Version field of a core module; components carry another one after the same magic.
 CORE_MODULE_VERSION: Final = b"\x01\0\0\0"
-
-
-def wasm_problem(head: bytes) -> str | None:
-    """Why `head` (the first bytes of a file) is not a WebAssembly binary, or None when it is."""
-    if head[:4] != WASM_MAGIC:
-        return "not a WebAssembly module (bad magic)"
-    if len(head) < 8:
-        return "not a WebAssembly module (truncated header)"
-    return None

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import attrs
 
+from ..module import header_problem
 from . import media
 from .cache import Cache, Staging
 from .content import Descriptor, digest_of
@@ -177,7 +178,7 @@ def _resolve(reference: Reference, source: _Source, staging: Staging) -> _Found:
             module, head = digest_of(data), data[:8]
             if staging.path(module) is None:
                 staging.add(module, data, what)
-        problem = media.wasm_problem(head)
+        problem = header_problem(head, allow_component=True)
         if problem:
             raise UnsupportedMediaType(what, f"{layout.path or layer.digest}: {problem}")
         return _Found(top, module, layer.media_type, layout)
