@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from pathlib import Path
@@ -250,3 +251,35 @@ def test_cancelling_run_async_stops_the_guest() -> None:
             assert time.monotonic() - start < 1.0
 
     asyncio.run(main())
+
+
+def test_stop_interrupts_a_guest_blocked_reading_a_pipe(tmp_path: Path) -> None:
+    """stdin from a FIFO that has a writer but no data: the read waits interruptibly."""
+    fifo = tmp_path / "stdin"
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR)  # keeps the FIFO open without ever writing
+    try:
+        with Instance(Module(CAT.encode()), Host(stdin=fifo, stdout=None)) as inst:
+            threading.Timer(0.2, inst.stop).start()
+            start = time.monotonic()
+            with pytest.raises(Interrupted):
+                inst.run()
+            assert time.monotonic() - start < 1.0
+    finally:
+        os.close(writer)
+
+
+def test_cli_run_stops_on_sigterm_while_reading_stdin(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    module = tmp_path / "cat.wat"
+    module.write_text(CAT)
+    command = [sys.executable, "-m", "wasmhost", "run", str(module)]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        time.sleep(1.0)  # started, blocked reading an empty pipe
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 143
+        assert time.monotonic() - start < 1.0

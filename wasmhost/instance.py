@@ -13,7 +13,7 @@ from . import _native
 from .errors import ConfigError, GuestTrap, HostFailure, Interrupted, LinkError, ModuleError, Timeout, WasmhostError
 from .host import Host, Stdio
 from .module import Module
-from .net.wait import LoopWaiter
+from .net.wait import LoopWaiter, ThreadWaiter
 from .wasi import linking
 from .wasi.abi import STDIO_RIGHTS
 from .wasi.context import Interrupted as WaitInterrupted
@@ -123,6 +123,10 @@ class Instance:
             self.stop()
             await asyncio.to_thread(thread.join)
             raise
+        finally:
+            # Later calls (call(), another run) must not wait on a loop that may be gone.
+            self._ctx.waiter = ThreadWaiter()
+            self._ctx.loop = None
 
     def call(self, name: str, *args: int | float) -> Any:
         """Call an exported function (a reactor's ``_initialize`` runs first, once)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -67,6 +68,8 @@ class WasiContext:
         ``timeout`` (SO_RCVTIMEO/SO_SNDTIMEO) turns a long wait into ``AGAIN``.
         """
         desc.io_seq += 1
+        if desc.blocks_host():
+            self._until_ready(desc, write)
         while True:
             try:
                 return op()
@@ -80,6 +83,15 @@ class WasiContext:
                 timeout -= self.clock() - start
                 if timeout <= 0:
                     raise WasiError(Errno.AGAIN)
+
+    def _until_ready(self, desc: Descriptor, write: bool) -> None:
+        osfd = desc.os_fd()
+        assert osfd is not None
+        mask = select.POLLOUT if write else select.POLLIN
+        poller = select.poll()
+        poller.register(osfd, mask)
+        while not poller.poll(0):
+            self.wait([] if write else [osfd], [osfd] if write else [], None)
 
     def close(self) -> None:
         self.fds.close_all()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from .abi import (
     DIR_RIGHTS,
     FDFLAG_APPEND,
+    FDFLAG_NONBLOCK,
     FILE_RIGHTS,
     READ_ONLY_DIR_RIGHTS,
     STDIO_RIGHTS,
@@ -40,6 +41,10 @@ class Descriptor:
     def os_fd(self) -> int | None:
         """The host descriptor to poll for readiness, or None when always ready."""
         return None
+
+    def blocks_host(self) -> bool:
+        """Whether an I/O call could block the host thread (see ``OsFile``)."""
+        return False
 
     def readv(self, bufs: Buffers) -> int:
         raise WasiError(Errno.BADF)
@@ -117,6 +122,11 @@ class OsFile(Descriptor):
 
     def os_fd(self) -> int | None:
         return None if self.filetype == Filetype.REGULAR_FILE else self.fd
+
+    def blocks_host(self) -> bool:
+        """A terminal or pipe shared with the host process stays in blocking mode, so I/O
+        waits for readiness first (interruptibly) instead of blocking inside the call."""
+        return self.filetype != Filetype.REGULAR_FILE and not self.flags & FDFLAG_NONBLOCK
 
     def readv(self, bufs: Buffers) -> int:
         try:
