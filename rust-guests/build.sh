@@ -67,6 +67,9 @@ if [ -f "$LOCK" ] && grep -q '^version = 4' "$LOCK" && ! grep -q '^source = ' "$
 fi
 
 export CARGO_NET_OFFLINE=true
+# Paths inside the modules (panic locations) are relative to the workspace, not to
+# wherever this checkout lives: the same source gives the same bytes anywhere.
+export RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$HERE=."
 TARGET_DIR="${CARGO_TARGET_DIR:-$HERE/target}"
 export CARGO_TARGET_DIR="$TARGET_DIR"
 
