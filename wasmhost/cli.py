@@ -41,23 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bundle", metavar="DIR", help="run the OCI runtime bundle in DIR (config.json + rootfs)")
     run.add_argument("module", nargs="?", help="the .wasm (or .wat) file, or oci://REGISTRY/REPO:TAG")
     run.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the guest (after an optional --)")
-    run.set_defaults(handler=_run)
+    run.set_defaults(handler=_run, default_log_level="warning")
     serve = commands.add_parser(
         "serve",
         help="serve a socket-server module (default: the bundled demo)",
         description="Serve a socket server guest.",
     )
     add_guest_options(serve)
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--host-call-stats", action="store_true", help="print per-function host call counts at exit")
     serve.add_argument("module", nargs="?", help="the .wasm file or oci:// reference (default: the bundled demo)")
-    serve.set_defaults(handler=_serve)
+    serve.set_defaults(handler=_serve, default_log_level="info")
     oci_commands.register(commands)
     return parser
 
 
 def add_guest_options(parser: argparse.ArgumentParser) -> None:
     """Options every command that starts a guest shares."""
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="host log detail")
     parser.add_argument(
         "--dir",
         action="append",
@@ -170,7 +170,6 @@ def _run(ns: argparse.Namespace) -> int:
 
 
 def _serve(ns: argparse.Namespace) -> int:
-    logging.basicConfig(level=ns.log_level.upper(), format="wasmhost: %(message)s")
     if ns.module:
         module, host = _guest(ns, [], ns.module)
     else:
@@ -190,6 +189,8 @@ def _serve(ns: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
+    level = str(getattr(ns, "log_level", None) or getattr(ns, "default_log_level", "warning"))
+    logging.basicConfig(level=level.upper(), format="wasmhost: %(message)s")
     try:
         code: int = ns.handler(ns)
         return code
