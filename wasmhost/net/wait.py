@@ -83,26 +83,40 @@ class LoopWaiter(Waiter):
             done.set()
 
         def arm() -> None:
-            for fd in readers:
-                loop.add_reader(fd, fire)
-            for fd in writers:
-                loop.add_writer(fd, fire)
+            try:
+                for fd in readers:
+                    loop.add_reader(fd, fire)
+                for fd in writers:
+                    loop.add_writer(fd, fire)
+            except OSError:
+                fire()  # a descriptor went bad: the guest's next call on it reports why
             if timeout is not None:
                 handles.append(loop.call_later(max(0.0, timeout), fire))
 
         def disarm() -> None:
             for fd in readers:
-                loop.remove_reader(fd)
+                with contextlib.suppress(OSError):
+                    loop.remove_reader(fd)
             for fd in writers:
-                loop.remove_writer(fd)
+                with contextlib.suppress(OSError):
+                    loop.remove_writer(fd)
             for handle in handles:
                 handle.cancel()
 
         loop.call_soon_threadsafe(arm)
         done.wait()
-        # Not waited for: the loop runs callbacks in order, so this disarm always precedes
-        # the next wait's arm, and a loop that stopped running cannot hang the guest.
-        loop.call_soon_threadsafe(disarm)
+        # The fds must be unregistered before the guest may close them (libuv aborts on a
+        # closed fd), so wait for the disarm, unless the loop stopped and never will run it.
+        disarmed = threading.Event()
+
+        def release() -> None:
+            disarm()
+            disarmed.set()
+
+        loop.call_soon_threadsafe(release)
+        while not disarmed.wait(0.1):
+            if loop.is_closed() or not loop.is_running():
+                break
         with self._lock:
             self._woken = False
 
