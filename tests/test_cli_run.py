@@ -129,3 +129,18 @@ def test_bad_flags_one_line_exit_2(guest: Guest, flags: list[str], reason: str) 
     assert done.returncode == 2
     assert reason in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_inspect_reports_kind_imports_and_linking(guest: Guest, tmp_path: Path) -> None:
+    import json
+
+    done = run_cli("inspect", guest("http-hello"))
+    assert done.returncode == 0
+    assert "socket-server" in done.stdout and "links with wasmhost: yes" in done.stdout
+    plugin = tmp_path / "tls.wat"
+    plugin.write_text('(module (import "rustls_client" "new_codec" (func)) (func (export "_start")))')
+    done = run_cli("inspect", "--json", plugin)
+    assert done.returncode == 1
+    info = json.loads(done.stdout)
+    assert info["kind"] == "command" and info["unknown_imports"] == ["rustls_client::new_codec"]
+    assert run_cli("inspect", tmp_path / "absent.wasm").returncode == 2

@@ -8,6 +8,7 @@ or invalid module, bad flag, unknown imports); 124 when ``--timeout`` ends the g
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -51,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host-call-stats", action="store_true", help="print per-function host call counts at exit")
     serve.add_argument("module", nargs="?", help="the .wasm file or oci:// reference (default: the bundled demo)")
     serve.set_defaults(handler=_serve, default_log_level="info")
+    inspect = commands.add_parser(
+        "inspect", help="show a module's kind, imports and exports", description="Describe a module without running it."
+    )
+    inspect.add_argument("module", help="the .wasm (or .wat) file")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.set_defaults(handler=_inspect)
     oci_commands.register(commands)
     return parser
 
@@ -167,6 +174,25 @@ def _run(ns: argparse.Namespace) -> int:
     with Instance(module, host) as instance:
         code, sig = server.run(instance)
     return _SIGNAL_EXIT[signal.Signals(sig)] if sig is not None else code
+
+
+def _inspect(ns: argparse.Namespace) -> int:
+    """Exit 0 when the module would link under wasmhost, 1 when imports are missing."""
+    module = Module(ns.module)
+    missing = [f"{i.module}::{i.name}" for i in module.unknown_imports()]
+    imports: dict[str, list[str]] = {}
+    for imp in module.imports:
+        imports.setdefault(imp.module, []).append(imp.name)
+    if ns.json:
+        info = {"kind": module.kind.value, "size": len(module.wasm), "exports": module.exports}
+        print(json.dumps({**info, "imports": imports, "unknown_imports": missing}, indent=2))
+    else:
+        print(f"{module.name}: {module.kind.value}, {len(module.wasm)} bytes")
+        print("exports: " + ", ".join(f"{name} ({kind})" for name, kind in module.exports.items()))
+        for source, names in imports.items():
+            print(f"imports from {source} ({len(names)}): {', '.join(names)}")
+        print(f"unknown imports: {', '.join(missing)}" if missing else "links with wasmhost: yes")
+    return 1 if missing else 0
 
 
 def _serve(ns: argparse.Namespace) -> int:

@@ -10,17 +10,18 @@ from typing import Any
 from . import _native
 from .cache import CompileCache
 from .errors import ModuleError
+from .wasi import linking
+from .wasi.preview1 import FUNCTIONS
+from .wasi.sockets import SOCKET_FUNCTIONS
 
 _MAGIC = b"\0asm"
 _CORE_VERSION = b"\x01\0\0\0"
 _COMPONENT_LAYER = b"\x01\0"
-SOCKET_FUNCTIONS = frozenset(
-    {
-        "sock_open", "sock_bind", "sock_connect", "sock_listen", "sock_getlocaladdr",
-        "sock_getpeeraddr", "sock_getaddrinfo", "sock_setsockopt", "sock_getsockopt",
-        "sock_recv_from", "sock_send_to", "epoll_oneoff",
-    }
-)  # fmt: skip
+#: Imports only WasmEdge's socket extension has (preview1 itself has sock_accept, sock_recv,
+#: sock_send and sock_shutdown): a command importing one is a socket server.
+_WASMEDGE_ONLY = frozenset(name for name, _, _ in SOCKET_FUNCTIONS) - {
+    "sock_accept", "sock_recv", "sock_send", "sock_shutdown"
+} | {"epoll_oneoff"}  # fmt: skip
 
 
 class GuestKind(enum.Enum):
@@ -76,11 +77,15 @@ class Module:
         self._cache.store(self.wasm, key, _native.serialize(module))
         return module
 
+    def unknown_imports(self) -> list[_native.Import]:
+        """Imports wasmhost does not provide: instantiating would fail with ``LinkError``."""
+        return linking.unknown(self.imports, [*FUNCTIONS, *SOCKET_FUNCTIONS])
+
     @property
     def kind(self) -> GuestKind:
         if self.exports.get("_start") != "func":
             return GuestKind.REACTOR
-        if any(i.name.removesuffix("_v2") in SOCKET_FUNCTIONS for i in self.imports):
+        if any(i.name in _WASMEDGE_ONLY for i in self.imports):
             return GuestKind.SOCKET_SERVER
         return GuestKind.COMMAND
 

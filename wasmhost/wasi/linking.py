@@ -55,6 +55,15 @@ def trapping(imports: Iterable[Import]) -> dict[tuple[str, str], tuple[Callable[
     return funcs
 
 
+def unknown(imports: Iterable[Import], entries: Iterable[tuple[str, str, str]]) -> list[Import]:
+    """The imports no entry provides (what ``link`` would report), without any provider."""
+    return link(imports, {(name, params): _never_called for name, params, _ in entries})[1]
+
+
+def _never_called(*_args: int) -> None:
+    raise AssertionError("only used to check linking")
+
+
 def link(
     imports: Iterable[Import], table: Table
 ) -> tuple[dict[tuple[str, str], tuple[Callable[..., int], Signature]], list[Import]]:
