@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import time
 from collections.abc import Callable
@@ -113,6 +114,11 @@ def test_bad_inputs_one_line_exit_2(tmp_path: Path) -> None:
         assert done.returncode == 2, (path, done.stderr)
         assert done.stderr == f"wasmhost: {path}: {reason}\n"
         assert done.stdout == ""
+    # Nothing left behind: no compiled artifacts or temp files for modules that never ran
+    # (the module with unknown imports compiled fine: its cache entry is all there may be).
+    cache = Path(os.environ["WASMHOST_CACHE_DIR"])
+    assert [p.suffix for p in cache.rglob("*") if p.is_file()] in ([], [".cwasm"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["component.wasm", "notes.txt", "unknown.wat"]
 
 
 @pytest.mark.parametrize(
