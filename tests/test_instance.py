@@ -7,6 +7,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -283,3 +284,12 @@ def test_cli_run_stops_on_sigterm_while_reading_stdin(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 143
         assert time.monotonic() - start < 1.0
+
+
+def test_trap_carries_the_guest_stderr_tail(guest: Callable[[str], Path]) -> None:
+    said: list[bytes] = []
+    host = Host(args=["panic"], stderr=said.append)
+    with Instance(Module(guest("trap")), host) as inst, pytest.raises(GuestTrap) as info:
+        inst.run()
+    assert "guest panicked on purpose" in info.value.stderr
+    assert info.value.stderr == b"".join(said).decode()[-4096:]

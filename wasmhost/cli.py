@@ -227,8 +227,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(str(exc))
         return EXIT_FAILURE
     except GuestTrap as exc:
-        if exc.stderr:
-            sys.stderr.write(exc.stderr)
         _say(exc.details())
         return EXIT_FAILURE
     except WasmhostError as exc:

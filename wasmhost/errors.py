@@ -26,7 +26,8 @@ class ConfigError(WasmhostError):
 
 
 class GuestTrap(WasmhostError):
-    """The guest trapped: ``kind`` is the trap code, ``frames`` the wasm backtrace."""
+    """The guest trapped: ``kind`` is the trap code, ``frames`` the wasm backtrace and
+    ``stderr`` the last 4 KiB the guest wrote to its stderr (often a panic message)."""
 
     def __init__(self, source: str, message: str, kind: str | None, frames: Sequence[str], stderr: str = "") -> None:
         self.message = message

@@ -18,7 +18,16 @@ from .wasi import linking
 from .wasi.abi import STDIO_RIGHTS
 from .wasi.context import Interrupted as WaitInterrupted
 from .wasi.context import ProcExit, WasiContext
-from .wasi.fdtable import BytesInput, CallbackOutput, Descriptor, Directory, FdTable, NullStream, OsFile
+from .wasi.fdtable import (
+    BytesInput,
+    CallbackOutput,
+    Descriptor,
+    Directory,
+    FdTable,
+    NullStream,
+    OsFile,
+    StderrTail,
+)
 from .wasi.memory import GuestMemory
 from .wasi.preview1 import FUNCTIONS, Preview1
 from .wasi.sockets import SOCKET_FUNCTIONS, Sockets
@@ -44,6 +53,7 @@ class Instance:
         fds = _fd_table(self.host)
         args = [os.path.basename(module.name).encode()] + [a.encode() for a in self.host.args]
         env = [f"{k}={v}".encode() for k, v in self.host.env]
+        self._stderr_tail = fds.get(2)
         self._ctx = WasiContext(args, env, fds, lambda: self._reason)
         self._ctx.blocked = _native.blocked
         try:
@@ -178,16 +188,21 @@ class Instance:
             return Interrupted(f"{self.module.name}: stopped")
         info = _native.describe(exc)
         if isinstance(pending, linking.UnknownImportCalled):
-            return GuestTrap(self.module.name, str(pending), "unknown import called", info.frames)
+            return GuestTrap(self.module.name, str(pending), "unknown import called", info.frames, self._stderr)
         if pending is not None:
             failure = HostFailure(f"{self.module.name}: host function failed: {type(pending).__name__}: {pending}")
             failure.__cause__ = pending
             return failure
-        return GuestTrap(self.module.name, info.message, info.kind, info.frames)
+        return GuestTrap(self.module.name, info.message, info.kind, info.frames, self._stderr)
 
     def host_calls(self) -> dict[str, int]:
         """Calls the guest made to each host function so far (for profiling guests)."""
         return self._calls.counts()
+
+    @property
+    def _stderr(self) -> str:
+        tail = self._stderr_tail
+        return tail.tail.decode("utf-8", "replace") if isinstance(tail, StderrTail) else ""
 
     @property
     def listening(self) -> list[tuple[str, int]]:
@@ -217,7 +232,7 @@ def _fd_table(host: Host) -> FdTable:
     opened: list[Descriptor] = []
     try:
         for index, spec in enumerate((host.stdin, host.stdout, host.stderr)):
-            opened.append(_stdio(spec, index))
+            opened.append(_stdio(spec, index) if index != 2 else StderrTail(_stdio(spec, index)))
             fds.add(opened[-1])
         for pre in host.preopens:
             pre.check()

@@ -111,6 +111,44 @@ class CallbackOutput(NullStream):
         return len(data)
 
 
+class StderrTail(Descriptor):
+    """Wraps the guest's stderr, keeping the last bytes written: a trap report can then
+    quote what the guest said before it died, wherever its stderr goes."""
+
+    LIMIT = 4096
+
+    def __init__(self, inner: Descriptor) -> None:
+        super().__init__(inner.rights, inner.inheriting, inner.flags)
+        self.inner = inner
+        self.filetype = inner.filetype
+        self.tail = bytearray()
+
+    def writev(self, bufs: Buffers) -> int:
+        n = self.inner.writev(bufs)
+        self.tail += b"".join(bufs)[:n]
+        del self.tail[: -self.LIMIT]
+        return n
+
+    def readv(self, bufs: Buffers) -> int:
+        return self.inner.readv(bufs)
+
+    def os_fd(self) -> int | None:
+        return self.inner.os_fd()
+
+    def blocks_host(self) -> bool:
+        return self.inner.blocks_host()
+
+    def set_flags(self, flags: int) -> None:
+        self.flags = flags
+        self.inner.set_flags(flags)
+
+    def stat(self) -> os.stat_result | None:
+        return self.inner.stat()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class OsFile(Descriptor):
     """A host file descriptor: a regular file, a terminal, a pipe, inherited stdio."""
 
