@@ -92,3 +92,20 @@ def test_bundle_without_config_is_bad_input(tmp_path: Path) -> None:
     done = run_cli("run", "--bundle", tmp_path)
     assert done.returncode == 2
     assert done.stderr.startswith(f"wasmhost: {tmp_path / 'config.json'}: ") and done.stderr.count("\n") == 1
+
+
+def test_run_a_bundle_unpacked_by_umoci(guest: Guest, tmp_path: Path) -> None:
+    """Image -> OCI layout -> umoci unpack -> wasmhost run --bundle (crun's wasm-handler path)."""
+    umoci = shutil.which("umoci")
+    if umoci is None:
+        pytest.skip("umoci is not installed")
+    layout, bundle = tmp_path / "layout", tmp_path / "bundle"
+    built = run_cli(
+        "oci", "build", "--platform", "linux/amd64", guest("exit-code"), "-t", "demo/exit:v1", "--output", layout
+    )
+    assert built.returncode == 0, built.stderr
+    unpacked = subprocess.run(
+        [umoci, "unpack", "--rootless", "--image", f"{layout}:v1", str(bundle)], capture_output=True, text=True
+    )
+    assert unpacked.returncode == 0, unpacked.stderr
+    assert run_cli("run", "--bundle", bundle, "6").returncode == 6

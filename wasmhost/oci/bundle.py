@@ -9,6 +9,7 @@ environment, working directory and the directories to preopen.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import posixpath
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,8 @@ from . import media
 from .builder import MODULE_PATH, check_module_path, read_module
 from .content import decode_json_object, string_list
 from .errors import BundleError
+
+log = logging.getLogger("wasmhost")
 
 DEFAULT_ENV: Final = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -211,7 +214,8 @@ def _inside(rootfs: Path, guest_path: str, where: str) -> Path:
 
 
 def _bind_mount(entry: object, directory: Path, where: str) -> Mount | None:
-    """A bind mount as a preopen; kernel file systems (proc, tmpfs, ...) are skipped."""
+    """A bind mount as a preopen; kernel file systems (proc, tmpfs, ...) are skipped, and so
+    are bound files (umoci binds /etc/resolv.conf): WASI preopens only directories."""
     if not isinstance(entry, dict):
         raise BundleError(where, "mounts entries must be objects")
     options = entry.get("options") or []
@@ -220,4 +224,8 @@ def _bind_mount(entry: object, directory: Path, where: str) -> Mount | None:
     guest, source = entry.get("destination"), entry.get("source")
     if not isinstance(guest, str) or not isinstance(source, str):
         raise BundleError(where, "a bind mount needs a destination and a source")
-    return Mount(guest, directory / source, "ro" in options)
+    host = directory / source
+    if host.exists() and not host.is_dir():
+        log.warning("%s: mount %s -> %s skipped: WASI can only preopen directories", where, source, guest)
+        return None
+    return Mount(guest, host, "ro" in options)
