@@ -1,11 +1,14 @@
 """HTTP requests/s and latency: the http-hello guest under wasmhost beside two plain uvloop servers.
 
-Run: ``python benchmarks/serve.py [--duration S | --quick] [--scenarios 1,50,close]``. Per scenario,
-each server (wasmhost, uvloop + h11, uvloop + httptools; the baselines answer with the guest's exact
-bytes) starts fresh on an OS-picked 127.0.0.1 port, is warmed up for 1 s, loaded with ``wrk -t1``
-and stopped; one server at a time, so a 2-core machine measures the server and not the contention.
-A fresh wasmhost per scenario makes its ``--host-call-stats`` a per-scenario count. Without wrk, a
-small asyncio client of ours applies the same scenarios; its figures are less precise.
+Run: ``python benchmarks/serve.py [--duration S | --quick] [--scenarios 1,50,close1,close]
+[--workers 1,2]``. Per scenario, each server starts fresh on an OS-picked 127.0.0.1 port, is warmed
+up for 1 s, loaded with ``wrk -t1`` and stopped; one server at a time, so a 2-core machine measures
+the server and not the contention. The servers: the guest under wasmhost twice (its default poll
+loop, and ``POLL_STYLE=mio-0.8.7``, which polls the way tokio_wasi on mio_wasi 0.8.7 does; again
+for each worker count above 1), then uvloop + h11 and uvloop + httptools, which answer with the
+guest's exact bytes. A fresh wasmhost per scenario makes its ``--host-call-stats`` (host calls and
+suspensions) a per-scenario count. Without wrk, a small asyncio client of ours applies the same
+scenarios; its figures are less precise.
 """
 
 from __future__ import annotations
@@ -31,11 +34,10 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 GUEST = ROOT / "rust-guests" / "out" / "http-hello.wasm"
 BASELINES = ROOT / "benchmarks" / "baselines"
-SERVERS = {
-    "wasmhost": [
-        *(sys.executable, "-m", "wasmhost", "serve", str(GUEST)),
-        *("--host", "127.0.0.1", "-p", "0:8080", "--host-call-stats"),
-    ],
+_SERVE = [sys.executable, "-m", "wasmhost", "serve", "--host", "127.0.0.1", "-p", "0:8080", "--host-call-stats"]
+# The guest's poll styles: its own loop, and tokio_wasi's on mio_wasi 0.8.7 (see wasmedge-net's server.rs).
+POLL_STYLES = {"wasmhost": [], "wasmhost-mio": ["--env", "POLL_STYLE=mio-0.8.7"]}
+BASELINE_SERVERS = {
     "h11": [sys.executable, str(BASELINES / "h11_server.py"), "--port", "0"],
     "httptools": [sys.executable, str(BASELINES / "httptools_server.py"), "--port", "0"],
 }
@@ -44,6 +46,7 @@ WARMUP_S = 1
 PROBE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 PROBE_REQUESTS = 2
 LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
+BASELINE_NAMES = tuple(BASELINE_SERVERS)
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,44 @@ class Scenario:
 SCENARIOS = (
     Scenario("1", "1 conn keep-alive", 1, close=False),
     Scenario("50", "50 conn keep-alive", 50, close=False),
+    Scenario("close1", "1 conn close", 1, close=True),
     Scenario("close", "50 conn close", 50, close=True),
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal for each wasmhost server in one scenario: its req/s over ``baseline``'s in the same
+    run at least ``limit``, or (no baseline) its p99 latency under ``limit`` ms."""
+
+    source: str
+    scenario: str
+    baseline: str | None
+    limit: float
+
+    @property
+    def goal(self) -> str:
+        return f"wasmhost/{self.baseline} >= {self.limit:.1f}x" if self.baseline else f"p99 < {self.limit:g} ms"
+
+    def judge(self, rows: list[Row], server: str) -> str:
+        """``server``'s figure and PASS/MISS, or "not measured"."""
+        row = _find(rows, self.scenario, server)
+        if self.baseline:
+            ratio = _ratio(row, _find(rows, self.scenario, self.baseline)) if row else None
+            return "not measured" if ratio is None else f"{ratio:.2f}x {_verdict(ratio >= self.limit)}"
+        p99 = row.load.p99_ms if row and row.load else None
+        return "not measured" if p99 is None else f"{p99:.3f} ms {_verdict(p99 < self.limit)}"
+
+
+TARGETS = (
+    Target("issue 8", "1", "httptools", 0.6),
+    Target("issue 8", "50", "httptools", 0.5),
+    Target("issue 8", "close", "httptools", 0.8),
+    Target("issue 8", "close1", "httptools", 0.8),
+    Target("issue 7", "close1", "h11", 1.0),
+    Target("issue 7", "close", "h11", 1.0),
+    Target("earlier", "50", "h11", 1.0),
+    Target("earlier", "1", None, 5.0),
 )
 
 
@@ -78,10 +118,18 @@ class Row:
 
     scenario: Scenario
     server: str
+    command: list[str]
+    workers: int = 1
     load: Load | None = None
     reply: bytes | None = None
+    calls_per_request: float | None = None
+    suspensions_per_request: float | None = None
     host_calls: str | None = None
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def is_wasmhost(self) -> bool:
+        return self.server not in BASELINE_NAMES
 
 
 LoadFn = Callable[[int, Scenario, float], Load]
@@ -90,8 +138,9 @@ LoadFn = Callable[[int, Scenario, float], Load]
 class Server:
     """One server process on an OS-picked port; terminated and reaped on exit, whatever happened."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, command: list[str]) -> None:
         self.name = name
+        self.command = command
         self.port = 0
         self.returncode: int | None = None
         self.log = ""
@@ -103,7 +152,7 @@ class Server:
         self._stderr = tempfile.TemporaryFile()
         try:
             self._proc = subprocess.Popen(
-                SERVERS[self.name],
+                self.command,
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -162,9 +211,33 @@ def probe(port: int) -> bytes:
     return b"".join(chunks)
 
 
+def servers(workers: list[int]) -> list[tuple[str, list[str], int]]:
+    """(name, command, worker processes) of every server: wasmhost per worker count and poll style,
+    then the baselines."""
+    found = []
+    for count in workers:
+        for style, options in POLL_STYLES.items():
+            name, spread = (style, []) if count == 1 else (f"{style}-w{count}", ["--workers", str(count)])
+            found.append((name, [*_SERVE, *options, *spread, str(GUEST)], count))
+    return [*found, *((name, command, 1) for name, command in BASELINE_SERVERS.items())]
+
+
+# Not anchored to lines: workers write their stats at once into one stderr, so lines can run together.
+_HOST_CALLS = re.compile(r"host-calls (\S+) (\d+)")
+_SUSPENSIONS = re.compile(r"host-suspensions (\d+)")
+
+
 def host_calls(log: str) -> Counter[str]:
-    """The ``host-calls NAME N`` lines wasmhost prints at exit with ``--host-call-stats``."""
-    return Counter({m[1]: int(m[2]) for m in re.finditer(r"^host-calls (\S+) (\d+)$", log, re.M)})
+    """The ``host-calls NAME N`` lines wasmhost prints at exit with ``--host-call-stats``, summed over workers."""
+    calls: Counter[str] = Counter()
+    for found in _HOST_CALLS.finditer(log):
+        calls[found[1]] += int(found[2])
+    return calls
+
+
+def host_suspensions(log: str) -> list[int]:
+    """The ``host-suspensions N`` lines, one per worker: how often a host call suspended the guest."""
+    return [int(found[1]) for found in _SUSPENSIONS.finditer(log)]
 
 
 # --- load generators ---------------------------------------------------------------------------
@@ -262,56 +335,72 @@ def _close(streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) ->
 
 def measure(row: Row, load: LoadFn, seconds: float) -> None:
     """Start ``row.server`` fresh, record its reply, warm it up, load it, stop it; fills ``row``."""
-    with Server(row.server) as server:
+    with Server(row.server, row.command) as server:
         row.reply = probe(server.port)
         warmup = load(server.port, row.scenario, WARMUP_S)
         row.load = load(server.port, row.scenario, seconds)
     row.problems += row.load.problems
     if server.returncode != 0:
         row.problems.append(f"exit status {server.returncode}")
-    if row.server == "wasmhost":
-        calls = host_calls(server.log)
+    if row.is_wasmhost:
+        calls, suspensions = host_calls(server.log), host_suspensions(server.log)
         requests = PROBE_REQUESTS + warmup.requests + row.load.requests
-        if not calls or not requests:
-            row.problems.append("no host-call stats in wasmhost's stderr")
+        if len(suspensions) != row.workers or not requests:
+            row.problems.append(f"host-call stats from {len(suspensions)} of {row.workers} wasmhost process(es)")
             return
-        top = ", ".join(
+        row.calls_per_request = calls["total"] / requests
+        row.suspensions_per_request = sum(suspensions) / requests
+        row.host_calls = "per request: " + ", ".join(
             f"{name} {n / requests:.2f}" for name, n in calls.most_common() if name != "total" and n / requests >= 0.005
         )
-        row.host_calls = f"host calls/request {calls['total'] / requests:.2f}: {top}"
+
+
+def _ratio(row: Row, baseline: Row | None) -> float | None:
+    """``row``'s req/s over ``baseline``'s, when both were measured."""
+    if row.load is None or baseline is None or baseline.load is None or not baseline.load.rps:
+        return None
+    return row.load.rps / baseline.load.rps
+
+
+def _find(rows: list[Row], scenario: str, server: str) -> Row | None:
+    return next((row for row in rows if row.scenario.name == scenario and row.server == server), None)
+
+
+TABLE = "{:<19} {:<15} {:>8} {:>8} {:>7} {:>7} {:>6} {:>10} {:>9} {:>8}"
 
 
 def print_table(rows: list[Row]) -> None:
-    head = ("scenario", "server", "requests", "req/s", "p50 ms", "p99 ms", "wasmhost/x")
-    print("{:<19} {:<10} {:>9} {:>9} {:>8} {:>8} {:>10}".format(*head))
-    wasmhost: Load | None = None
+    print(TABLE.format("scenario", "server", "requests", "req/s", "p50 ms", "p99 ms", "/h11", "/httptools",
+                       "calls/req", "susp/req"))  # fmt: skip
+    shown: set[str] = set()
     for row in rows:
-        label = row.scenario.label if row.server == "wasmhost" else ""
-        if row.server == "wasmhost":
-            wasmhost = row.load
+        label = "" if row.scenario.name in shown else row.scenario.label
+        shown.add(row.scenario.name)
         if row.load is None:
-            print(f"{label:<19} {row.server:<10} {'failed' if row.problems else 'not run':>9}")
+            print(f"{label:<19} {row.server:<15} {'failed' if row.problems else 'not run':>8}")
         else:
-            ratio = f"{wasmhost.rps / row.load.rps:.2f}x" if row.server != "wasmhost" and wasmhost else ""
-            line = (
-                f"{label:<19} {row.server:<10} {row.load.requests:>9} {row.load.rps:>9,.0f}"
-                f" {_ms(row.load.p50_ms):>8} {_ms(row.load.p99_ms):>8} {ratio:>10}"
+            ratios = (
+                [_x(_ratio(row, _find(rows, row.scenario.name, base))) for base in BASELINE_NAMES]
+                if row.is_wasmhost
+                else ["", ""]
             )
+            per_request = [_f(row.calls_per_request), _f(row.suspensions_per_request)] if row.is_wasmhost else ["", ""]
+            line = TABLE.format(label, row.server, row.load.requests, f"{row.load.rps:,.0f}", _ms(row.load.p50_ms),
+                                _ms(row.load.p99_ms), *ratios, *per_request)  # fmt: skip
             print(line.rstrip())
         for note in [*([row.host_calls] if row.host_calls else []), *(f"! {p}" for p in row.problems)]:
             print(f"{'':<19} {note}")
 
 
 def compare_replies(rows: list[Row]) -> str:
-    """Whether each baseline sent the very bytes wasmhost's guest sent for ``PROBE``."""
+    """Whether each other server sent the very bytes wasmhost's default guest sent for ``PROBE``."""
     reference = next((row.reply for row in rows if row.server == "wasmhost" and row.reply), None)
     if reference is None:
         return "reply bytes: not compared (no wasmhost reply)"
-    verdicts = {
-        row.server: "identical" if row.reply == reference else f"DIFFERENT: {row.reply!r}"
-        for row in rows
-        if row.server != "wasmhost" and row.reply is not None
-    }
+    verdicts: dict[str, str] = {}
+    for row in rows:
+        if row.server != "wasmhost" and row.reply is not None and verdicts.get(row.server, "identical") == "identical":
+            verdicts[row.server] = "identical" if row.reply == reference else f"DIFFERENT: {row.reply!r}"
     return "reply bytes vs wasmhost: " + ", ".join(f"{name} {verdict}" for name, verdict in verdicts.items())
 
 
@@ -319,21 +408,29 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def targets(rows: list[Row]) -> str:
-    """The goals wasmhost is measured against, as PASS/MISS (never an assertion)."""
-    found = {(row.scenario.name, row.server): row.load for row in rows}
-    wasm50, h11_50, wasm1 = found.get(("50", "wasmhost")), found.get(("50", "h11")), found.get(("1", "wasmhost"))
-    if wasm50 and h11_50:
-        ratio = wasm50.rps / h11_50.rps
-        throughput = f"wasmhost/h11 at 50 conn {ratio:.2f}x (>= 1.0x) {'PASS' if ratio >= 1.0 else 'MISS'}"
-    else:
-        throughput = "wasmhost/h11 at 50 conn: not measured"
-    if wasm1 and wasm1.p99_ms is not None:
-        verdict = "PASS" if wasm1.p99_ms < 5 else "MISS"
-        latency = f"wasmhost p99 at 1 conn {wasm1.p99_ms:.3f} ms (< 5 ms) {verdict}"
-    else:
-        latency = "wasmhost p99 at 1 conn: not measured"
-    return f"targets: {throughput}; {latency}"
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def targets(rows: list[Row]) -> list[str]:
+    """The goals, one line each with every single-process wasmhost server's figure, as PASS/MISS
+    (never an assertion); rows with more workers are in the table only."""
+    guests = list(dict.fromkeys(row.server for row in rows if row.is_wasmhost and row.workers == 1))
+    labels = {s.name: s.label for s in SCENARIOS}
+    lines = ["targets (single-process wasmhost servers; ratios of req/s in this run):"]
+    run = {row.scenario.name for row in rows}
+    for target in (t for t in TARGETS if t.scenario in run):
+        verdicts = "; ".join(f"{guest} {target.judge(rows, guest)}" for guest in guests)
+        lines.append(f"  {target.source:<8} {labels[target.scenario]:<19} {target.goal:<26} {verdicts}")
+    return lines
 
 
 def ensure_guest() -> None:
@@ -356,10 +453,18 @@ def main() -> None:
     parser.add_argument(
         "--client", choices=("wrk", "asyncio"), help="load generator (default: wrk when installed, else asyncio)"
     )
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="comma-separated worker counts for wasmhost (serve --workers N); one row each per poll style (default 1)",
+    )
     args = parser.parse_args()
     wanted = set(args.scenarios.split(","))
     if unknown := wanted - {s.name for s in SCENARIOS}:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    counts = args.workers.split(",")
+    if not all(count.isdigit() and int(count) > 0 for count in counts):
+        parser.error(f"--workers {args.workers}: expected positive numbers separated by commas")
     seconds = 3.0 if args.quick else args.duration
     client = args.client or ("wrk" if shutil.which("wrk") else "asyncio")
     load: LoadFn = wrk if client == "wrk" else asyncio_client
@@ -368,7 +473,12 @@ def main() -> None:
     print(f"{client}, {seconds:g} s per run after a {WARMUP_S} s warm-up, one server at a time", file=sys.stderr)
     if client == "asyncio":
         print("wrk not used: figures come from serve.py's own asyncio client (less precise)", file=sys.stderr)
-    rows = [Row(s, name) for s in SCENARIOS if s.name in wanted for name in SERVERS]
+    rows = [
+        Row(s, name, command, workers)
+        for s in SCENARIOS
+        if s.name in wanted
+        for name, command, workers in servers(list(dict.fromkeys(int(count) for count in counts)))
+    ]
     interrupted = False
     for row in rows:
         print(f"  {row.scenario.label}: {row.server} ...", file=sys.stderr, flush=True)
@@ -381,7 +491,7 @@ def main() -> None:
             break
     print_table(rows)
     print(compare_replies(rows))
-    print(targets(rows))
+    print("\n".join(targets(rows)))
     if interrupted:
         sys.exit(130)
 

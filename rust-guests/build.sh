@@ -24,23 +24,26 @@ rustup_has_target() {
         rustup target list --installed 2>/dev/null | grep -x "$1" >/dev/null
 }
 
-rustup_cargo() {
-    # The rustup proxy sitting next to rustup, so the rustup toolchain is used
-    # even when /usr/bin comes first in PATH.
+rustup_tool() {
+    # The rustup proxy ($1: cargo or rustc) sitting next to rustup, so the rustup
+    # toolchain is used even when /usr/bin comes first in PATH.
     local proxy
-    proxy="$(dirname "$(command -v rustup)")/cargo"
-    if [ -x "$proxy" ]; then echo "$proxy"; else echo cargo; fi
+    proxy="$(dirname "$(command -v rustup)")/$1"
+    if [ -x "$proxy" ]; then echo "$proxy"; else echo "$1"; fi
 }
 
 TARGET="${WASM_TARGET:-}"
 CARGO_BIN="${CARGO:-}"
+RUSTC_BIN="${RUSTC:-rustc}"
 if [ -z "$TARGET" ] || [ -z "$CARGO_BIN" ]; then
     if rustup_has_target wasm32-wasip1; then
         TARGET="${TARGET:-wasm32-wasip1}"
-        CARGO_BIN="${CARGO_BIN:-$(rustup_cargo)}"
+        CARGO_BIN="${CARGO_BIN:-$(rustup_tool cargo)}"
+        RUSTC_BIN="${RUSTC:-$(rustup_tool rustc)}"
     elif rustup_has_target wasm32-wasi; then
         TARGET="${TARGET:-wasm32-wasi}"
-        CARGO_BIN="${CARGO_BIN:-$(rustup_cargo)}"
+        CARGO_BIN="${CARGO_BIN:-$(rustup_tool cargo)}"
+        RUSTC_BIN="${RUSTC:-$(rustup_tool rustc)}"
     else
         TARGET="${TARGET:-wasm32-wasi}"
         CARGO_BIN="${CARGO_BIN:-/usr/bin/cargo}"
@@ -52,6 +55,7 @@ if [ -z "$TARGET" ] || [ -z "$CARGO_BIN" ]; then
         [ -d "/usr/lib/rustlib/$TARGET/lib" ] ||
             die "std for $TARGET is not installed (/usr/lib/rustlib/$TARGET missing); $hint"
         export RUSTC="${RUSTC:-/usr/bin/rustc}"
+        RUSTC_BIN="$RUSTC"
     fi
 fi
 
@@ -66,6 +70,36 @@ if [ -f "$LOCK" ] && grep -q '^version = 4' "$LOCK" && ! grep -q '^source = ' "$
     fi
 fi
 
+# rustc links wasm32 modules with rust-lld, looked up first in the toolchain's own
+# lib/rustlib/<host>/bin (rustup ships it there), then on PATH. Debian's /usr/bin/rust-lld
+# is a link to lld-<LLVM major>, which libstd-rust-dev-wasm32 only recommends: check before
+# cargo runs, so a missing linker is one line naming the package instead of a link error.
+check_linker() {
+    local rustc="$1" var linker sysroot candidate dir llvm
+    var="CARGO_TARGET_$(printf '%s' "$TARGET" | tr 'a-z-' 'A-Z_')_LINKER"
+    linker="${!var:-rust-lld}"
+    if [ "$linker" != "${linker#*/}" ]; then
+        [ -x "$linker" ] || die "linker $linker (from $var) does not exist or is not executable"
+        return 0
+    fi
+    sysroot="$("$rustc" --print sysroot)" || die "$rustc --print sysroot failed"
+    for candidate in "$sysroot"/lib/rustlib/*/bin/"$linker"; do
+        [ -x "$candidate" ] && return 0
+    done
+    command -v "$linker" >/dev/null 2>&1 && [ -x "$(command -v "$linker")" ] && return 0
+    if [ "$linker" = rust-lld ]; then
+        llvm="$("$rustc" -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')"
+        local IFS=:
+        for dir in $PATH; do
+            if [ -L "$dir/rust-lld" ]; then
+                die "linker rust-lld not found: $dir/rust-lld -> $(readlink "$dir/rust-lld") is missing; install it: apt-get install lld-$llvm"
+            fi
+        done
+        die "linker rust-lld not found (rustc $sysroot, LLVM $llvm); install it: apt-get install lld-$llvm, or use rustup (its toolchains ship rust-lld)"
+    fi
+    die "linker $linker (from $var) not found on PATH"
+}
+
 export CARGO_NET_OFFLINE=true
 # Paths inside the modules (panic locations) are relative to the workspace, not to
 # wherever this checkout lives: the same source gives the same bytes anywhere.
@@ -73,6 +107,7 @@ export RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$HERE=."
 TARGET_DIR="${CARGO_TARGET_DIR:-$HERE/target}"
 export CARGO_TARGET_DIR="$TARGET_DIR"
 
+check_linker "$RUSTC_BIN"
 echo "build.sh: $("$CARGO_BIN" --version) (rustc: ${RUSTC:-from toolchain}), target $TARGET" >&2
 
 # Artifact messages (JSON) go to stdout, diagnostics are rendered to stderr.

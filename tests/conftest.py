@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import attrs
@@ -63,7 +63,8 @@ def open_fds() -> set[int]:
     return {int(name) for name in os.listdir("/proc/self/fd")}
 
 
-_LISTENING = re.compile(r"listening on (?:udp )?(\S+):(\d+)")
+#: The guest's first listening socket, or where a wasi:http component is served.
+_LISTENING = re.compile(r"(?:listening on (?:udp )?|serving wasi:http on http://)(\S+):(\d+)")
 
 
 @attrs.define
@@ -71,13 +72,22 @@ class Served:
     proc: subprocess.Popen[str]
     port: int
     log: list[str]
+    matched: set[int] = attrs.field(factory=set)  # log lines a search already returned
 
     def read_log_until(self, pattern: str, timeout: float = 10) -> re.Match[str]:
-        """Wait for a stderr line matching ``pattern`` (the log is kept in ``self.log``)."""
-        found = _read_until(self.proc, re.compile(pattern), self.log, timeout)
-        if found is None:
-            raise AssertionError(f"no {pattern!r} in serve output:\n" + "".join(self.log))
-        return found
+        """The first stderr line matching ``pattern`` that no earlier search returned, waiting
+        for it if needed (the log is kept in ``self.log``; lines from several processes, such
+        as workers, may come in any order)."""
+        compiled = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            for index, line in enumerate(self.log):
+                if index not in self.matched and line.endswith("\n") and (found := compiled.search(line)):
+                    self.matched.add(index)
+                    return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not _read_lines(self.proc, self.log, remaining):
+                raise AssertionError(f"no {pattern!r} in serve output:\n" + "".join(self.log))
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 5) -> tuple[int, float]:
         """Send ``sig``; return (exit code, seconds it took to exit)."""
@@ -90,24 +100,34 @@ class Served:
         return code, elapsed
 
 
-def _read_until(
-    proc: subprocess.Popen[str], pattern: re.Pattern[str], log: list[str], timeout: float
-) -> re.Match[str] | None:
+def _read_lines(proc: subprocess.Popen[str], log: list[str], timeout: float) -> bool:
+    """Append the next whole lines of ``proc``'s stderr to ``log``; False at EOF or timeout.
+
+    Reads the raw descriptor, never a buffered file (whose buffer could hold lines that
+    ``select`` cannot see); a partial line waits, without its newline, as ``log``'s last entry.
+    """
     assert proc.stderr is not None
+    fd = proc.stderr.fileno()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], 0.1)
-        if ready:
-            line = proc.stderr.readline()
-            if not line:
-                return None
-            log.append(line)
-            found = pattern.search(line)
-            if found:
-                return found
-        elif proc.poll() is not None:
-            return None
-    return None
+    pending = log.pop() if log and not log[-1].endswith("\n") else ""
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if not ready:
+                if proc.poll() is not None:
+                    return False
+                continue
+            chunk = os.read(fd, 65536).decode(errors="replace")
+            if not chunk:
+                return False
+            *lines, pending = (pending + chunk).split("\n")
+            if lines:
+                log.extend(f"{line}\n" for line in lines)
+                return True
+        return False
+    finally:
+        if pending:
+            log.append(pending)
 
 
 ServeFactory = Callable[..., Served]
@@ -115,7 +135,9 @@ ServeFactory = Callable[..., Served]
 
 @pytest.fixture
 def serve(guest: Callable[[str], Path]) -> Iterator[ServeFactory]:
-    """``serve("http-hello", *flags)``: serve a guest (or an ``oci://`` reference) on 127.0.0.1.
+    """``serve("http-hello", *flags, args=[...])``: serve a guest (or an ``oci://`` reference) on 127.0.0.1.
+
+    ``name=None`` names no module (the demo, or ``--bundle DIR`` in the flags); ``args`` follow the module.
 
     Unless the flags map ports themselves, the guest's port 8080 is mapped to host port 0;
     the port the log names is used.
@@ -123,11 +145,13 @@ def serve(guest: Callable[[str], Path]) -> Iterator[ServeFactory]:
     """
     started: list[Served] = []
 
-    def start(name: str, *flags: str, env: dict[str, str] | None = None, wait: bool = True) -> Served:
-        module = name if name.startswith("oci://") else str(guest(name))
+    def start(
+        name: str | None, *flags: str, args: Sequence[str] = (), env: dict[str, str] | None = None, wait: bool = True
+    ) -> Served:
+        module = [] if name is None else [name if name.startswith("oci://") else str(guest(name))]
         ports = [] if "-p" in flags else ["-p", "0:8080"]
         command = [sys.executable, "-m", "wasmhost", "serve", "--host", "127.0.0.1", *ports, *flags]
-        command.append(module)
+        command += [*module, *args]
         proc = subprocess.Popen(
             command,
             stdout=subprocess.DEVNULL,
@@ -150,6 +174,20 @@ def serve(guest: Callable[[str], Path]) -> Iterator[ServeFactory]:
         served.proc.wait(10)
         assert served.proc.stderr is not None
         served.proc.stderr.close()
+
+
+GUEST_PORT = 18081  # a guest-side port, mapped to a host port the OS picks: never bound on the host
+
+
+def serve_with_listen_argument(serve: ServeFactory, name: str | None, *flags: str, dash: bool) -> Served:
+    """Serve http-hello given its listen address as argv[1]: ``[--] 127.0.0.1:GUEST_PORT``.
+
+    Returns once the guest listens on GUEST_PORT (``-p 0:GUEST_PORT`` maps it): the argument arrived.
+    """
+    served = serve(name, "-p", f"0:{GUEST_PORT}", *flags, args=[*(["--"] if dash else []), f"127.0.0.1:{GUEST_PORT}"])
+    listening = [line for line in served.log if _LISTENING.search(line)]
+    assert listening and all(f"(guest port {GUEST_PORT})" in line for line in listening), "".join(served.log)
+    return served
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

@@ -14,6 +14,7 @@ import attrs
 
 from .errors import ConfigError
 from .net.policy import Network
+from .wasi.fdtable import MAX_FDS
 
 #: Where a standard stream goes: ``"inherit"`` the host process's, ``None`` nowhere,
 #: ``bytes`` (stdin only) fixed input, a ``Path`` a file, a callable gets each write.
@@ -57,11 +58,13 @@ class Preopen:
 
 @attrs.frozen
 class Limits:
-    """Resource limits: linear memory bytes, wall-clock seconds, wasm fuel units."""
+    """Resource limits: linear memory bytes, wall-clock seconds, wasm fuel units, and open
+    descriptors (stdio and preopens included; one more gets ``MFILE``, as ``RLIMIT_NOFILE`` does)."""
 
     memory: int | None = attrs.field(default=None, validator=_positive("memory limit"))
     timeout: float | None = attrs.field(default=None, validator=_positive("timeout"))
     fuel: int | None = attrs.field(default=None, validator=_positive("fuel"))
+    max_fds: int = attrs.field(default=MAX_FDS, validator=_positive("descriptor limit"))
 
 
 def _strings(value: Iterable[str]) -> tuple[str, ...]:
@@ -95,6 +98,11 @@ class Host:
     #: Define imports nothing provides as functions that trap when called (a guest that
     #: imports e.g. WasmEdge's TLS plugin but never calls it still starts).
     trap_unknown_imports: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        needed = 3 + len(self.preopens)
+        if needed > self.limits.max_fds:
+            raise ConfigError(f"descriptor limit {self.limits.max_fds}: stdio and preopens alone take {needed}")
 
     @staticmethod
     def parse_env(spec: str) -> tuple[str, str]:

@@ -1,19 +1,24 @@
-"""A running guest: ``run`` / ``run_async`` / ``call`` / ``stop``, and everything it holds."""
+"""A running guest: ``run`` / ``run_async`` / ``call`` / ``stop`` / ``close``, and everything it holds."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from . import _native
+from . import _native, stats
 from .errors import ConfigError, GuestTrap, HostFailure, Interrupted, LinkError, ModuleError, Timeout, WasmhostError
 from .host import Host, Stdio
 from .module import Module
-from .net.wait import LoopWaiter, ThreadWaiter
+from .net import loop as loops
+from .net.connections import Connections
 from .wasi import linking
 from .wasi.abi import STDIO_RIGHTS
 from .wasi.context import Interrupted as WaitInterrupted
@@ -33,31 +38,59 @@ from .wasi.preview1 import FUNCTIONS, Preview1
 from .wasi.sockets import SOCKET_FUNCTIONS, Sockets
 
 log = logging.getLogger("wasmhost")
+_T = TypeVar("_T")
 
 _TIMEOUT = "timeout"
 _STOPPED = "stopped"
 
 
+class State(enum.Enum):
+    """Where an instance is in its life: calls run only from IDLE, one at a time."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    STOPPING = "stopping"  # stop() was asked; the guest unwinds at its next host call or tick
+    CLOSED = "closed"
+
+
 class Instance:
     """One instantiation of a module under a host configuration.
 
-    Use as a context manager (or call ``close()``) to release descriptors and the store.
+    Every call runs the guest on a fiber driven by an event loop: ``run_async()`` /
+    ``call_async()`` on the caller's loop, ``run()`` / ``call()`` on a private one. Use as a
+    context manager (or call ``close()``) to release descriptors and the store.
     """
 
     def __init__(self, module: Module, host: Host | None = None) -> None:
+        if module.is_component:
+            raise ModuleError(
+                f"{module.name}: is a WebAssembly component ({module.kind.value}), not a core module;"
+                " serve a wasi:http component with `wasmhost serve`"
+            )
         self.module = module
         self.host = host or Host()
+        self._state = State.IDLE
         self._reason: str | None = None
-        self._timer: threading.Timer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._private: asyncio.AbstractEventLoop | None = None
+        self._idle = threading.Event()
+        self._idle.set()
+        self._close_when_idle = False
+        self._closing = threading.Lock()
+        self._initialized = False
         limits = self.host.limits
         fds = _fd_table(self.host)
         args = [os.path.basename(module.name).encode()] + [a.encode() for a in self.host.args]
         env = [f"{k}={v}".encode() for k, v in self.host.env]
         self._stderr_tail = fds.get(2)
+        fds.on_full = lambda limit: log.info(
+            "%s: descriptor limit %d reached: opens and accepts get EMFILE", module.name, limit
+        )
         self._ctx = WasiContext(args, env, fds, lambda: self._reason)
-        self._ctx.blocked = _native.blocked
+        self._store: _native.Store | None = None
         try:
-            self._store = _native.Store(limits.fuel, limits.memory, lambda: self._reason)
+            self._store = _native.Store(limits.fuel, limits.memory, lambda: self._reason, linking.errno_of)
             self._sockets = Sockets(self._ctx, self.host.network, os.path.basename(module.name))
             table = linking.table_of(Preview1(self._ctx, self.host.network.idle_backoff), FUNCTIONS)
             table.update(linking.table_of(self._sockets, SOCKET_FUNCTIONS))
@@ -67,120 +100,161 @@ class Instance:
                 log.warning("%s: unknown imports will trap if called: %s", module.name, _names(missing))
             elif missing:
                 raise LinkError(module.name, [f"{m.module}::{m.name}" for m in missing])
-            self._calls = _native.HostCalls()
             try:
-                self._instance = self._store.instantiate(module.compiled(limits.fuel is not None), self._calls, funcs)
+                self._instance = self._store.instantiate(module.compiled(limits.fuel is not None), funcs)
             except _native.GuestError as exc:
-                raise self._failure(exc) from None
+                raise self._ended(self._failure(exc)) from None
         except BaseException:
             self._ctx.close()
+            if self._store is not None:
+                self._store.close()
             raise
         locate = self._store.memory_locator(self._instance)
+        self._memory_size: Callable[[], int] = (lambda: locate()[1]) if locate is not None else (lambda: 0)
         if locate is not None:
             self._ctx.memory = GuestMemory(locate)
-        self._initialized = False
+        stats.track(self)
+
+    @property
+    def state(self) -> State:
+        return self._state
 
     # --- running ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Run ``_start`` to completion in this thread; returns the guest's exit code.
+        """Run ``_start`` to completion on a private event loop; returns the guest's exit code.
 
         Raises ``GuestTrap`` when the guest traps, ``Timeout`` past the time limit and
-        ``Interrupted`` after ``stop()``.
+        ``Interrupted`` after ``stop()``. Inside a running loop, use ``run_async()``.
         """
-        start = self._store.exported_func(self._instance, "_start")
+        return self._sync(self.run_async())
+
+    async def run_async(self) -> int:
+        """Run ``_start`` on the running loop. Cancelling the awaiting task drops the guest."""
+        start = self._export("_start")
         if start is None:
             raise ModuleError(f"{self.module.name}: no _start export (a reactor: use call())")
         try:
-            return self._invoke(start) or 0
+            return await self._call(start) or 0
         finally:
             # As at process exit: a command that ended holds no descriptors or sockets.
             self._ctx.fds.close_all()
 
-    async def run_async(self) -> int:
-        """``run()`` on a dedicated thread; blocking waits happen on the running loop.
-
-        Cancelling the awaiting task stops the guest.
-        """
-        loop = asyncio.get_running_loop()
-        self._ctx.waiter.close()
-        self._ctx.waiter = LoopWaiter(loop)
-        self._ctx.loop = loop
-        done: asyncio.Future[int] = loop.create_future()
-
-        def settle(result: int | None, error: BaseException | None) -> None:
-            if done.cancelled():
-                return
-            if error is not None:
-                done.set_exception(error)
-            else:
-                done.set_result(result or 0)
-
-        def worker() -> None:
-            try:
-                result = self.run()
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-                loop.call_soon_threadsafe(settle, None, exc)
-            else:
-                loop.call_soon_threadsafe(settle, result, None)
-
-        thread = threading.Thread(target=worker, name=f"wasmhost:{os.path.basename(self.module.name)}", daemon=True)
-        thread.start()
-        try:
-            return await asyncio.shield(done)
-        except asyncio.CancelledError:
-            done.cancel()  # the guest's own outcome no longer matters to anyone
-            self.stop()
-            await asyncio.to_thread(thread.join)
-            raise
-        finally:
-            # Later calls (call(), another run) must not wait on a loop that may be gone.
-            self._ctx.waiter = ThreadWaiter()
-            self._ctx.loop = None
-
     def call(self, name: str, *args: int | float) -> Any:
         """Call an exported function (a reactor's ``_initialize`` runs first, once)."""
-        func = self._store.exported_func(self._instance, name)
+        return self._sync(self.call_async(name, *args))
+
+    async def call_async(self, name: str, *args: int | float) -> Any:
+        """``call()`` on the running loop."""
+        func = self._export(name)
         if func is None:
             raise WasmhostError(f"{self.module.name}: no exported function {name!r}")
         if not self._initialized:
             self._initialized = True
-            init = self._store.exported_func(self._instance, "_initialize")
+            init = self._export("_initialize")
             if init is not None and name != "_initialize":
-                self._invoke(init)
-        return self._invoke(func, *args)
+                await self._call(init)
+        return await self._call(func, *args)
 
     def stop(self) -> None:
-        """End a running guest promptly, from any thread; ``run`` then raises ``Interrupted``."""
+        """End the running call promptly (or the next one), from any thread; it then raises
+        ``Interrupted``. Idempotent."""
         self._interrupt(_STOPPED)
 
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting connections, let the open ones finish for up to ``timeout`` seconds
+        (each is closed once no request is in flight on it), then stop the guest: a
+        server's graceful shutdown. Call it on the loop driving the guest."""
+        self._sockets.stop_accepting()
+        deadline = time.monotonic() + timeout
+        open_now = self._sockets.close_idle()
+        if open_now:
+            log.info("%s: draining %d connection(s), up to %g s", self.module.name, open_now, timeout)
+        while open_now and self._state is State.RUNNING and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            open_now = self._sockets.close_idle()
+        if open_now:
+            log.warning("%s: graceful timeout: closing %d connection(s) still busy", self.module.name, open_now)
+        self.stop()
+
     def _interrupt(self, reason: str) -> None:
+        if self._state is State.CLOSED:
+            return
         if self._reason is None:
             self._reason = reason
-        self._ctx.waiter.wake()
+        if self._state is State.RUNNING:
+            self._state = State.STOPPING
+        loop = self._loop
+        if loop is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._ctx.wake()
+        else:
+            with contextlib.suppress(RuntimeError):  # a closed loop: the call it drove is over
+                loop.call_soon_threadsafe(self._ctx.wake)
 
-    def _invoke(self, func: Any, *args: int | float) -> Any:
-        timeout = self.host.limits.timeout
-        if timeout is not None and self._timer is None:
-            self._timer = threading.Timer(timeout, self._interrupt, (_TIMEOUT,))
-            self._timer.daemon = True
-            self._timer.start()
+    def _export(self, name: str) -> Any:
+        if self._state is State.CLOSED:
+            raise WasmhostError(f"{self.module.name}: the instance is closed")
+        assert self._store is not None
+        return self._store.exported_func(self._instance, name)
+
+    def _sync(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Drive ``coro`` on this instance's private loop (a KeyboardInterrupt unwinds the guest)."""
         try:
-            return self._store.call(func, *args)
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            coro.close()
+            raise WasmhostError(f"{self.module.name}: inside a running event loop, use run_async() or call_async()")
+        if self._private is None:
+            self._private = loops.new_loop()
+        private = self._private
+        task = private.create_task(coro)
+        try:
+            return private.run_until_complete(task)
+        except BaseException:
+            if not task.done():
+                task.cancel()
+                private.run_until_complete(asyncio.wait([task]))
+            raise
+        finally:
+            if self._state is State.CLOSED:
+                private.close()
+
+    async def _call(self, func: Any, *args: int | float) -> Any:
+        if self._state is not State.IDLE:
+            raise WasmhostError(f"{self.module.name}: the instance is {self._state.value}; one call at a time")
+        assert self._store is not None
+        loop = asyncio.get_running_loop()
+        self._state = State.RUNNING if self._reason is None else State.STOPPING
+        self._idle.clear()
+        self._loop, self._loop_thread, self._ctx.loop = loop, threading.get_ident(), loop
+        timeout = self.host.limits.timeout
+        timer = None if timeout is None else loop.call_later(timeout, self._interrupt, _TIMEOUT)
+        try:
+            return await self._store.call(func, *args)
         except _native.GuestError as exc:
             failure = self._failure(exc)
             if isinstance(failure, ProcExit):
                 return failure.code
-            raise failure from None
+            raise self._ended(failure) from None
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            if timer is not None:
+                timer.cancel()
+            self._loop = self._ctx.loop = None
+            self._reason = None
+            self._state = State.IDLE
+            self._idle.set()
+            if self._close_when_idle:
+                self.close()
 
     def _failure(self, exc: Exception) -> BaseException:
         """Why a guest call failed: an exit, an interruption, a host bug or a trap."""
-        pending = self._calls.take_pending()
-        if isinstance(pending, ProcExit):
+        assert self._store is not None
+        pending = self._store.take_pending()
+        if isinstance(pending, (ProcExit, KeyboardInterrupt, SystemExit)):
             return pending
         if self._reason == _TIMEOUT:
             return Timeout(f"{self.module.name}: stopped after its {self.host.limits.timeout:g} s time limit")
@@ -195,14 +269,44 @@ class Instance:
             return failure
         return GuestTrap(self.module.name, info.message, info.kind, info.frames, self._stderr)
 
+    def _ended(self, failure: BaseException) -> BaseException:
+        """Log one line naming the guest and how its call ended, count it, and return it."""
+        if isinstance(failure, Timeout):
+            stats.trap("timeout")
+            stats.limit_hit("timeout")
+        elif isinstance(failure, GuestTrap):
+            stats.trap(failure.kind or "trap")
+        elif isinstance(failure, HostFailure):
+            stats.trap("host failure")
+        if isinstance(failure, (GuestTrap, HostFailure, Timeout)):
+            log.error("%s", failure)
+        elif isinstance(failure, Interrupted):
+            log.info("%s", failure)
+        return failure
+
     def host_calls(self) -> dict[str, int]:
         """Calls the guest made to each host function so far (for profiling guests)."""
-        return self._calls.counts()
+        return self._store.counts() if self._store is not None else {}
+
+    @property
+    def suspensions(self) -> int:
+        """How many times a host call suspended the guest to wait on the loop so far."""
+        return self._store.suspensions if self._store is not None else 0
 
     @property
     def _stderr(self) -> str:
         tail = self._stderr_tail
         return tail.tail.decode("utf-8", "replace") if isinstance(tail, StderrTail) else ""
+
+    @property
+    def connections(self) -> Connections:
+        """The guest's accepted connections: open now, accepted so far, limit hits."""
+        return self._sockets.connections
+
+    @property
+    def memory_bytes(self) -> int:
+        """The size of the guest's linear memory now (0 once closed)."""
+        return self._memory_size() if self._state is not State.CLOSED else 0
 
     @property
     def listening(self) -> list[tuple[str, int]]:
@@ -212,9 +316,27 @@ class Instance:
     # --- resources -----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close every descriptor the guest holds and free the store."""
-        self._ctx.close()
-        self._store.close()
+        """Stop a running call, then close every descriptor the guest holds and free the store.
+
+        From the thread of the loop driving the call, the release happens as soon as the
+        guest has unwound; from any other thread, this waits for it. Idempotent.
+        """
+        with self._closing:
+            if self._state is State.CLOSED:
+                return
+            if self._state is not State.IDLE:
+                self.stop()
+                if threading.get_ident() == self._loop_thread:
+                    self._close_when_idle = True
+                    return
+                self._idle.wait()
+            stats.retire(self)
+            self._state = State.CLOSED
+            self._ctx.close()
+            if self._store is not None:
+                self._store.close()
+            if self._private is not None and not self._private.is_running():
+                self._private.close()  # else the thread running it closes it (see _sync)
 
     def __enter__(self) -> Instance:
         return self
@@ -228,7 +350,7 @@ def _names(imports: list[_native.Import]) -> str:
 
 
 def _fd_table(host: Host) -> FdTable:
-    fds = FdTable()
+    fds = FdTable(host.limits.max_fds)
     opened: list[Descriptor] = []
     try:
         for index, spec in enumerate((host.stdin, host.stdout, host.stderr)):

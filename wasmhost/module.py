@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _native
+from ._native import component as _native_component
 from .cache import CompileCache
 from .errors import ModuleError
 from .wasi import linking
@@ -30,10 +32,32 @@ class GuestKind(enum.Enum):
     COMMAND = "command"  # exports _start: runs to completion
     SOCKET_SERVER = "socket-server"  # a command that imports WasmEdge's socket functions
     REACTOR = "reactor"  # no _start: a library whose exports are called
+    HTTP_COMPONENT = "http-component"  # a component exporting wasi:http/incoming-handler: serves requests
+    COMPONENT = "component"  # any other component
+
+
+#: The interface a wasi:http component exports (any 0.2.x version): ``handle(request, response-out)``.
+_HTTP_HANDLER = "wasi:http/incoming-handler@0.2."
+
+
+class _Codec(NamedTuple):
+    """How one format (core module or component) is compiled, and stored in the compile cache."""
+
+    compile: Callable[[bytes, bool], Any]
+    serialize: Callable[[Any], bytes]
+    deserialize: Callable[[bytes, bool], Any]
+
+
+_CORE = _Codec(_native.compile_module, _native.serialize, _native.deserialize)
+_COMPONENT = _Codec(_native_component.compile_component, _native_component.serialize, _native_component.deserialize)
 
 
 class Module:
-    """A validated, compiled module. Compiled code is cached on disk between runs."""
+    """A validated, compiled module or component. Compiled code is cached on disk between runs.
+
+    For a component, ``imports`` and ``export_items`` name each function, resource and type by the
+    interface that holds it (``Import.module``); ``exports`` maps each top-level export to its kind.
+    """
 
     def __init__(
         self, source: str | os.PathLike[str] | bytes, *, name: str | None = None, cache: CompileCache | None = None
@@ -46,12 +70,22 @@ class Module:
             self.name = name or str(path)
             wasm = _read(path)
         self.wasm = _check_header(self.name, wasm)
+        self.is_component = self.wasm[6:8] == _COMPONENT_LAYER
+        self._codec = _COMPONENT if self.is_component else _CORE
         self._cache = cache if cache is not None else CompileCache()
         self._compiled: dict[bool, Any] = {}
         self.cache_hit = False
         compiled = self.compiled(fuel=False)
-        self.imports: list[_native.Import] = _native.imports_of(compiled)
-        self.exports: dict[str, str] = _native.exports_of(compiled)
+        self.imports: list[_native.Import]
+        self.export_items: list[_native.Import]
+        if self.is_component:
+            self.imports = _native_component.imports_of(compiled, fuel=False)
+            self.export_items = _native_component.exports_of(compiled, fuel=False)
+            self.exports = {i.module or i.name: "instance" if i.module else i.kind for i in self.export_items}
+        else:
+            self.imports = _native.imports_of(compiled)
+            self.exports = _native.exports_of(compiled)
+            self.export_items = [_native.Import("", name, kind, None) for name, kind in self.exports.items()]
 
     def compiled(self, fuel: bool) -> Any:
         """The wasmtime module for the engine with or without fuel metering."""
@@ -65,24 +99,33 @@ class Module:
         artifact = self._cache.load(self.wasm, key)
         if artifact is not None:
             try:
-                module = _native.deserialize(artifact, fuel)
+                module = self._codec.deserialize(artifact, fuel)
                 self.cache_hit = True
                 return module
             except _native.GuestError:
                 self._cache.discard(self.wasm, key)
         try:
-            module = _native.compile_module(self.wasm, fuel)
+            module = self._codec.compile(self.wasm, fuel)
         except _native.GuestError as exc:
-            raise ModuleError(f"{self.name}: invalid module: {_first_line(exc)}") from None
-        self._cache.store(self.wasm, key, _native.serialize(module))
+            what = "component" if self.is_component else "module"
+            raise ModuleError(f"{self.name}: invalid {what}: {_first_line(exc)}") from None
+        self._cache.store(self.wasm, key, self._codec.serialize(module))
         return module
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without compiled code (worker processes load it from the cache)."""
+        return {**self.__dict__, "_compiled": {}}
+
     def unknown_imports(self) -> list[_native.Import]:
-        """Imports wasmhost does not provide: instantiating would fail with ``LinkError``."""
-        return linking.unknown(self.imports, [*FUNCTIONS, *SOCKET_FUNCTIONS])
+        """Imports wasmhost does not provide: a core module importing one does not link
+        (``LinkError``). A component always links (see ``wasip2.linking.unprovided``)."""
+        return [] if self.is_component else linking.unknown(self.imports, [*FUNCTIONS, *SOCKET_FUNCTIONS])
 
     @property
     def kind(self) -> GuestKind:
+        if self.is_component:
+            http = any(name.startswith(_HTTP_HANDLER) and kind == "instance" for name, kind in self.exports.items())
+            return GuestKind.HTTP_COMPONENT if http else GuestKind.COMPONENT
         if self.exports.get("_start") != "func":
             return GuestKind.REACTOR
         if any(i.name in _WASMEDGE_ONLY for i in self.imports):
@@ -104,9 +147,8 @@ def _read(path: Path) -> bytes:
         raise ModuleError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def header_problem(head: bytes, allow_component: bool = False) -> str | None:
-    """Why these first bytes are not a core WebAssembly module (or a component, when
-    allowed: OCI packaging carries both), or None when they are."""
+def header_problem(head: bytes) -> str | None:
+    """Why these first bytes are neither a core WebAssembly module nor a component, or None."""
     if head and len(head) < 8 and _MAGIC.startswith(head[:4]):
         return f"truncated WebAssembly module ({len(head)} bytes)"
     if head[:4] != _MAGIC:
@@ -114,9 +156,7 @@ def header_problem(head: bytes, allow_component: bool = False) -> str | None:
     if head[4:8] == _CORE_VERSION:
         return None
     if head[6:8] == _COMPONENT_LAYER:
-        if allow_component:
-            return None
-        return "is a WebAssembly component, not a core module (wasmhost runs core modules)"
+        return None
     return f"unsupported WebAssembly version {head[4:8].hex()}"
 
 

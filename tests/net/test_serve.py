@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.conftest import ServeFactory, free_port
+from tests.conftest import ServeFactory, free_port, serve_with_listen_argument
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
 
@@ -56,6 +56,14 @@ def test_curl_gets_hello_world(serve: ServeFactory) -> None:
         ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{server.port}/x"]
     )
     assert missing.returncode == 0
+
+
+@pytest.mark.parametrize("dash", [False, True], ids=["plain", "double-dash"])
+def test_serve_passes_guest_arguments(serve: ServeFactory, dash: bool) -> None:
+    """``serve app.wasm [--] 127.0.0.1:PORT``: the listen address reaches the guest as argv[1]."""
+    server = serve_with_listen_argument(serve, "http-hello", dash=dash)
+    done = subprocess.run(["curl", "-sS", f"http://127.0.0.1:{server.port}/"], capture_output=True, text=True)
+    assert done.stdout == "Hello, World!", done.stderr
 
 
 def test_http_client_bodies_keep_the_connection_in_sync(serve: ServeFactory) -> None:

@@ -1,5 +1,5 @@
 """Real components for the OCI tests: distribution registries (open and htpasswd), a proxy
-that corrupts blobs, and a small real module.
+that corrupts blobs, a hostile registry, and a small real module.
 """
 
 from __future__ import annotations
@@ -8,22 +8,27 @@ import base64
 import http.client
 import http.server
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 import pytest
 
-from tests.conftest import GUEST_OUT
+from tests.conftest import GUEST_OUT, ROOT
+from wasmhost.oci.content import digest_of, encode_json
+from wasmhost.oci.reference import parse
+from wasmhost.oci.registry import RegistryClient
 
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")
 USER, PASSWORD = "wasm", "s3cret-pw"
@@ -233,3 +238,142 @@ def proxy(registry: Registry) -> Iterator[Callable[..., Proxy]]:
     for running in started:
         running.server.shutdown()
         running.server.server_close()
+
+
+def publish(host: str, name: str, manifest: Mapping[str, object], media_type: str, blobs: Sequence[bytes]) -> str:
+    """Put hand-made content in the registry the way other tools would; returns its digest."""
+    ref = parse(f"{host}/{name}")
+    with RegistryClient(ref) as client:
+        for blob in blobs:
+            client.upload_blob(ref, blob)
+        body = encode_json({"schemaVersion": 2, "mediaType": media_type, **manifest})
+        client.put_manifest(ref, body, media_type)
+    return digest_of(body)
+
+
+def image_config(runtime: dict[str, object]) -> bytes:
+    """A Linux image config such as `docker build` writes (diff_ids are not checked on pull)."""
+    return encode_json(
+        {"os": "linux", "architecture": "amd64", "config": runtime, "rootfs": {"type": "layers", "diff_ids": []}}
+    )
+
+
+#: What the hostile server answers for a path: status, headers (Content-Length or none, for a
+#: body that ends when the connection closes), and the body, produced lazily so it can be huge.
+#: A route keyed "PATH AUTHORIZATION" answers only requests with that Authorization header.
+Answer = tuple[int, dict[str, str], Callable[[], Iterator[bytes]]]
+
+
+@attrs.frozen
+class Hostile:
+    """A registry that answers with whatever a test wants, bodies of any size included."""
+
+    host: str
+    server: http.server.ThreadingHTTPServer
+    #: Every request as "PATH?QUERY AUTHORIZATION", in order.
+    requests: list[str]
+
+
+def _start_hostile(routes: Mapping[str, Answer]) -> Hostile:
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            authorization = self.headers.get("Authorization", "")
+            requests.append(f"{self.path} {authorization}".strip())
+            path = self.path.split("?")[0]
+            answer = routes.get(f"{path} {authorization}") or routes.get(path)
+            if answer is None:
+                self.send_response(200 if self.path == "/v2/" else 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            status, headers, body = answer
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            try:
+                for chunk in body():
+                    self.wfile.write(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client stopped reading: what a capped reader does
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return Hostile(f"127.0.0.1:{server.server_address[1]}", server, requests)
+
+
+@pytest.fixture
+def hostile() -> Iterator[Callable[[Mapping[str, Answer]], Hostile]]:
+    """`hostile({"/v2/repo/manifests/v1": (status, headers, body)})` starts a hostile registry
+    (routes may be added once it runs and its address is known)."""
+    started: list[Hostile] = []
+
+    def start(routes: Mapping[str, Answer]) -> Hostile:
+        started.append(_start_hostile(routes))
+        return started[-1]
+
+    yield start
+    for running in started:
+        running.server.shutdown()
+        running.server.server_close()
+
+
+@attrs.frozen
+class Measured:
+    """A finished `python -m wasmhost` process: exit code, stderr and peak resident memory."""
+
+    code: int
+    stderr: str
+    peak_rss: int
+
+
+#: Runs the CLI, then writes its own peak RSS (VmHWM: this process's memory since its exec,
+#: which ``ru_maxrss`` is not: exec after vfork carries the parent's high-water mark over).
+_MEASURED_CLI = """
+import atexit, os, sys
+from wasmhost.cli import main
+
+def report():
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    os.write(int(sys.argv[1]), peak.encode())
+
+atexit.register(report)
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def run_measured(*args: str | os.PathLike[str], env: Mapping[str, str], timeout: float = 120) -> Measured:
+    """Run the wasmhost CLI with ARGS; its peak RSS comes back through a pipe."""
+    read, write = os.pipe()
+    try:
+        with tempfile.TemporaryFile() as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _MEASURED_CLI, str(write), *map(str, args)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env={**os.environ, **env},
+                cwd=ROOT,
+                pass_fds=(write,),
+            )
+            os.close(write)
+            write = -1
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            peak_kib = int(os.read(read, 64) or b"0")
+            stderr.seek(0)
+            return Measured(process.returncode, stderr.read().decode(), peak_kib * 1024)
+    finally:
+        os.close(read)
+        if write >= 0:
+            os.close(write)

@@ -148,11 +148,12 @@ def test_build_refusals(module: bytes, kwargs: dict[str, object], what: str, why
     assert why in caught.value.why
 
 
-def test_components_are_refused_as_artifacts() -> None:
+def test_an_artifact_says_whether_it_holds_a_module_or_a_component(module: bytes) -> None:
+    """The CNCF Wasm artifact config's os: wasip1 for a core module, wasip2 for a component."""
     component = b"\0asm\x0d\0\x01\0"
-    assert build(component, REF).layers  # an image may carry any Wasm binary
-    with pytest.raises(BuildError, match="needs a core module"):
-        build(component, REF, "artifact")
+    for wasm, wasi in ((module, "wasip1"), (component, "wasip2")):
+        built = build(wasm, REF, "artifact")
+        assert json.loads(built.config)["os"] == wasi
 
 
 def test_missing_file_is_named(tmp: Path) -> None:

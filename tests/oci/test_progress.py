@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,11 @@ def terminal() -> Iterator[tuple[TextIO, int]]:
 
 
 def _drawn(master: int) -> str:
-    return os.read(master, 65536).decode()
+    """Everything drawn so far: the pty hands it over in pieces, so read until it is drained."""
+    drawn = b""
+    while select.select([master], [], [], 0.2)[0]:
+        drawn += os.read(master, 65536)
+    return drawn.decode()
 
 
 def test_counter_on_a_terminal(terminal: tuple[TextIO, int]) -> None:

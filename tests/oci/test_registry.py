@@ -6,12 +6,21 @@ import gzip
 import json
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.oci.conftest import PASSWORD, USER, Proxy, Registry, free_port, write_docker_login
+from tests.oci.conftest import (
+    PASSWORD,
+    USER,
+    Proxy,
+    Registry,
+    free_port,
+    image_config,
+    publish,
+    write_docker_login,
+)
 from wasmhost.oci import (
     AccessDenied,
     AuthenticationRequired,
@@ -29,9 +38,7 @@ from wasmhost.oci import (
     resolve_module,
 )
 from wasmhost.oci.builder import tar_layer
-from wasmhost.oci.content import Descriptor, digest_of, encode_json
-from wasmhost.oci.reference import parse
-from wasmhost.oci.registry import RegistryClient
+from wasmhost.oci.content import Descriptor, digest_of
 
 FORMATS: list[Format] = ["image", "artifact", "wasm-to-oci"]
 
@@ -117,24 +124,6 @@ def test_skopeo_reads_the_pushed_artifacts(
         assert config == {}
 
 
-def _publish(host: str, name: str, manifest: Mapping[str, object], media_type: str, blobs: list[bytes]) -> str:
-    """Put hand-made content in the registry the way other tools would; returns its digest."""
-    ref = parse(f"{host}/{name}")
-    with RegistryClient(ref) as client:
-        for blob in blobs:
-            client.upload_blob(ref, blob)
-        body = encode_json({"schemaVersion": 2, "mediaType": media_type, **manifest})
-        client.put_manifest(ref, body, media_type)
-    return digest_of(body)
-
-
-def _image_config(runtime: dict[str, object]) -> bytes:
-    """A Linux image config such as `docker build` writes (diff_ids are not checked on pull)."""
-    return encode_json(
-        {"os": "linux", "architecture": "amd64", "config": runtime, "rootfs": {"type": "layers", "diff_ids": []}}
-    )
-
-
 def _gzip(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
 
@@ -156,7 +145,7 @@ def test_pull_the_layer_types_seen_in_the_wild(module: bytes, registry: Registry
     )
     base = _gzip(tar_layer({"/etc/motd": b"hello\n"}))
     app = _gzip(tar_layer({"/srv/server.wasm": module}))
-    config = _image_config({"Entrypoint": ["server.wasm"], "WorkingDir": "/srv"})
+    config = image_config({"Entrypoint": ["server.wasm"], "WorkingDir": "/srv"})
     cases["docker/entrypoint:v1"] = (
         {
             "config": Descriptor.of(docker_config, config).to_json(),
@@ -166,7 +155,7 @@ def test_pull_the_layer_types_seen_in_the_wild(module: bytes, registry: Registry
         [config, base, app],
     )
     compat = tar_layer({"/plugin.wasm": module, "/runtime-config.json": b"{}"})
-    plain_config = _image_config({})
+    plain_config = image_config({})
     cases["solo/compat:v1"] = (
         {
             "config": Descriptor.of("application/vnd.oci.image.config.v1+json", plain_config).to_json(),
@@ -176,7 +165,7 @@ def test_pull_the_layer_types_seen_in_the_wild(module: bytes, registry: Registry
         [plain_config, compat],
     )
     for name, (manifest, media_type, blobs) in cases.items():
-        _publish(host, name, manifest, media_type, blobs)
+        publish(host, name, manifest, media_type, blobs)
         pulled = pull(f"oci://{host}/{name}", cache=cache, progress=False)
         assert pulled.path.read_bytes() == module, name
     pulled = pull(f"oci://{host}/docker/entrypoint:v1", cache=cache, progress=False)
@@ -194,20 +183,20 @@ def test_pull_picks_the_wasi_entry_of_an_index(module: bytes, registry: Registry
             wasm.descriptor.to_json(),
         ]
     }
-    digest = _publish(registry.host, "multi/app:v1", index, "application/vnd.oci.image.index.v1+json", [])
+    digest = publish(registry.host, "multi/app:v1", index, "application/vnd.oci.image.index.v1+json", [])
     pulled = pull(f"oci://{registry.host}/multi/app:v1", cache=Cache(tmp), progress=False)
     assert pulled.path.read_bytes() == module
     assert pulled.reference.digest == digest
 
 
 def test_unsupported_layers_are_refused_by_name(module: bytes, registry: Registry, tmp: Path) -> None:
-    config = _image_config({"Entrypoint": ["/app.wasm"]})
+    config = image_config({"Entrypoint": ["/app.wasm"]})
     layer = b"(\xb5/\xfd not really zstd"
     manifest = {
         "config": Descriptor.of("application/vnd.oci.image.config.v1+json", config).to_json(),
         "layers": [Descriptor.of("application/vnd.oci.image.layer.v1.tar+zstd", layer).to_json()],
     }
-    _publish(registry.host, "odd/zstd:v1", manifest, "application/vnd.oci.image.manifest.v1+json", [config, layer])
+    publish(registry.host, "odd/zstd:v1", manifest, "application/vnd.oci.image.manifest.v1+json", [config, layer])
     with pytest.raises(UnsupportedMediaType) as caught:
         pull(f"{registry.host}/odd/zstd:v1", cache=Cache(tmp), progress=False)
     assert str(caught.value) == (
@@ -217,12 +206,12 @@ def test_unsupported_layers_are_refused_by_name(module: bytes, registry: Registr
 
 def test_an_entrypoint_that_is_not_wasm_is_refused(registry: Registry, tmp: Path) -> None:
     layer = _gzip(tar_layer({"/bin/app": b"#!/bin/sh\necho hi\n"}))
-    config = _image_config({"Entrypoint": ["/bin/app"]})
+    config = image_config({"Entrypoint": ["/bin/app"]})
     manifest = {
         "config": Descriptor.of("application/vnd.oci.image.config.v1+json", config).to_json(),
         "layers": [Descriptor.of("application/vnd.oci.image.layer.v1.tar+gzip", layer).to_json()],
     }
-    _publish(registry.host, "odd/shell:v1", manifest, "application/vnd.oci.image.manifest.v1+json", [config, layer])
+    publish(registry.host, "odd/shell:v1", manifest, "application/vnd.oci.image.manifest.v1+json", [config, layer])
     cache = Cache(tmp)
     with pytest.raises(UnsupportedMediaType, match="/bin/app: not a WebAssembly module"):
         pull(f"{registry.host}/odd/shell:v1", cache=cache, progress=False)

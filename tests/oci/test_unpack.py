@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
@@ -12,6 +14,8 @@ from hypothesis import strategies as st
 from wasmhost.oci import RegistryError, UnsupportedMediaType
 from wasmhost.oci.builder import build, tar_layer
 from wasmhost.oci.content import Descriptor, encode_json
+from wasmhost.oci.errors import TooLarge
+from wasmhost.oci.limits import Limit, module_size
 from wasmhost.oci.unpack import Document, choose_manifest, module_from_tar, parse_document, plan
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -105,26 +109,56 @@ def _layer(media_type: str, files: dict[str, bytes]) -> tuple[Descriptor, bytes]
     return Descriptor.of(media_type, blob), blob
 
 
+def _module(layer: Descriptor, blob: bytes, path: str | None, limit: Limit | None = None) -> bytes | None:
+    """`module_from_tar` keeping the module in memory, with every piece it was handed."""
+    pieces: list[bytes] = []
+
+    def keep(chunks: Iterator[bytes]) -> bytes:
+        pieces.extend(chunks)
+        return b"".join(pieces)
+
+    return module_from_tar(layer, io.BytesIO(blob), path, limit or module_size(), "ref", keep)
+
+
 @pytest.mark.parametrize("media_type", [TAR, TAR_GZIP])
 def test_module_from_tar(media_type: str) -> None:
     layer, blob = _layer(media_type, {"/srv/app.wasm": WASM, "/etc/motd": b"hi"})
-    assert module_from_tar(layer, blob, "/srv/app.wasm", "ref") == WASM
-    assert module_from_tar(layer, blob, None, "ref") == WASM
-    assert module_from_tar(layer, blob, "/other.wasm", "ref") is None
+    assert _module(layer, blob, "/srv/app.wasm") == WASM
+    assert _module(layer, blob, None) == WASM
+    assert _module(layer, blob, "/other.wasm") is None
 
 
 def test_module_from_tar_refusals() -> None:
     layer, blob = _layer(TAR, {"/a.wasm": WASM, "/b.wasm": WASM})
     with pytest.raises(UnsupportedMediaType, match=r"several modules \(/a.wasm, /b.wasm\)"):
-        module_from_tar(layer, blob, None, "ref")
+        _module(layer, blob, None)
     directory, blob = _layer(TAR, {"/srv/x": b""})
     with pytest.raises(UnsupportedMediaType, match="/srv in the image is not a regular file"):
-        module_from_tar(directory, blob, "/srv", "ref")
+        _module(directory, blob, "/srv")
     gz = Descriptor.of(TAR_GZIP, b"plain")
     with pytest.raises(RegistryError, match="is not valid gzip"):
-        module_from_tar(gz, b"plain", None, "ref")
+        _module(gz, b"plain", None)
+    truncated, blob = _layer(TAR_GZIP, {"/app.wasm": WASM * 1000})
+    with pytest.raises(RegistryError, match="is not valid gzip"):
+        _module(truncated, blob[: len(blob) // 2], None)
     with pytest.raises(RegistryError, match="is not a valid tar"):
-        module_from_tar(Descriptor.of(TAR, b"x" * 600), b"x" * 600, None, "ref")
+        _module(Descriptor.of(TAR, b"x" * 600), b"x" * 600, None)
+
+
+@pytest.mark.parametrize("media_type", [TAR, TAR_GZIP])
+def test_a_layer_is_read_only_up_to_the_limit(media_type: str) -> None:
+    """The cap counts the tar stream (decompressed bytes), and stops reading where it passes."""
+    layer, blob = _layer(media_type, {"/app.wasm": WASM + bytes(64 * 1024)})
+    assert _module(layer, blob, None, Limit(80 * 1024, "module size")) == WASM + bytes(64 * 1024)
+    with pytest.raises(TooLarge) as caught:
+        _module(layer, blob, None, Limit(32 * 1024, "module size"))
+    assert caught.value.why == f"layer {layer.digest} expands past the 32768-byte module size limit; refusing it"
+
+
+def test_concatenated_gzip_members_are_one_layer() -> None:
+    whole = tar_layer({"/app.wasm": WASM})
+    blob = gzip.compress(whole[:700]) + gzip.compress(whole[700:])
+    assert _module(Descriptor.of(TAR_GZIP, blob), blob, None) == WASM
 
 
 _paths = st.lists(
@@ -139,4 +173,4 @@ def test_tar_layers_round_trip(files: dict[str, bytes]) -> None:
     for path, data in files.items():
         if any(other.startswith(path + "/") for other in files):
             continue
-        assert module_from_tar(layer, blob, path, "ref") == data
+        assert _module(layer, blob, path) == data

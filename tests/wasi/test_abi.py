@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import select
+from types import TracebackType
 
 import pytest
 from hypothesis import given
@@ -85,3 +86,37 @@ def test_fd_events_never_carry_errors_and_flag_only_full_hangup() -> None:
 def test_event_encoding() -> None:
     raw = poll.encode([poll.Event(2**64 - 1, abi.EventType.FD_WRITE, Errno.BADF, 10, 1)])
     assert raw == abi.EVENT.pack(2**64 - 1, 8, 2, 10, 1) and len(raw) == 32
+
+
+def test_each_fault_is_a_fresh_exception() -> None:
+    """One shared exception instance would keep every traceback it was raised with."""
+    mem = GuestMemory.of_buffer(bytearray(64))
+    faults = []
+    for _ in range(100):
+        try:
+            mem.read(60, 8)
+        except WasiError as exc:
+            faults.append(exc)
+    assert len({id(fault) for fault in faults}) == 100
+    assert _depth(faults[-1].__traceback__) == _depth(faults[0].__traceback__)
+
+
+def _depth(tb: TracebackType | None) -> int:
+    return 0 if tb is None else 1 + _depth(tb.tb_next)
+
+
+def test_empty_access_as_the_first_one_is_fine() -> None:
+    """A zero-length write before any other access (``random_get(0, 0)``) used to hit the
+    read-only placeholder view and raise ``TypeError``."""
+    mem = GuestMemory.of_buffer(bytearray(64))
+    mem.write(0, b"")
+    assert mem.read(64, 0) == b""
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(b"a\0b", Errno.INVAL), (b"\xff", Errno.ILSEQ)])
+def test_guest_strings_are_utf8_without_nul(raw: bytes, expected: Errno) -> None:
+    buf = bytearray(64)
+    buf[: len(raw)] = raw
+    with pytest.raises(WasiError) as info:
+        GuestMemory.of_buffer(buf).string(0, len(raw))
+    assert info.value.errno == expected

@@ -10,6 +10,16 @@ from typing import Any, TypeVar
 _T = TypeVar("_T")
 
 
+def new_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop of the kind ``run`` uses."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
 def run(main: Coroutine[Any, Any, _T]) -> _T:
     try:
         import uvloop

@@ -9,30 +9,72 @@ Typical use::
     write_bundle(path, Path("bundle"))  # for crun / youki
 """
 
-from .builder import FORMATS, MODULE_PATH, Built, Format, build
-from .bundle import Bundle, Mount, read_bundle, write_bundle
-from .cache import Cache
-from .credentials import Credentials
-from .errors import (
-    AccessDenied,
-    AuthenticationRequired,
-    BuildError,
-    BundleError,
-    CredentialsError,
-    DigestMismatch,
-    InvalidReference,
-    NotCached,
-    NotFound,
-    OciError,
-    RegistryError,
-    Unreachable,
-    UnsupportedMediaType,
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import attribute_loader, names
+
+if TYPE_CHECKING:
+    from .builder import FORMATS, MODULE_PATH, Built, Format, build
+    from .bundle import Bundle, Mount, read_bundle, write_bundle
+    from .cache import Cache
+    from .credentials import Credentials
+    from .errors import (
+        AccessDenied,
+        AuthenticationRequired,
+        BuildError,
+        BundleError,
+        CredentialsError,
+        DigestMismatch,
+        InvalidReference,
+        NotCached,
+        NotFound,
+        OciError,
+        RegistryError,
+        TooLarge,
+        Unreachable,
+        UnsupportedMediaType,
+    )
+    from .layout import write_layout
+    from .pull import PulledModule, pull, resolve_module
+    from .push import push
+    from .reference import Reference
+    from .reference import parse as parse_reference
+
+# Loaded on first use: pull and push import oras, requests and urllib3, which reading a
+# bundle or running a local module never needs.
+__getattr__ = attribute_loader(
+    __name__,
+    {
+        **names("builder", "FORMATS", "MODULE_PATH", "Built", "Format", "build"),
+        **names("bundle", "Bundle", "Mount", "read_bundle", "write_bundle"),
+        **names("cache", "Cache"),
+        **names("credentials", "Credentials"),
+        **names(
+            "errors",
+            "AccessDenied",
+            "AuthenticationRequired",
+            "BuildError",
+            "BundleError",
+            "CredentialsError",
+            "DigestMismatch",
+            "InvalidReference",
+            "NotCached",
+            "NotFound",
+            "OciError",
+            "RegistryError",
+            "TooLarge",
+            "Unreachable",
+            "UnsupportedMediaType",
+        ),
+        **names("layout", "write_layout"),
+        **names("pull", "PulledModule", "pull", "resolve_module"),
+        **names("push", "push"),
+        **names("reference", "Reference"),
+        "parse_reference": ("reference", "parse"),
+    },
 )
-from .layout import write_layout
-from .pull import PulledModule, pull, resolve_module
-from .push import push
-from .reference import Reference
-from .reference import parse as parse_reference
 
 __all__ = [
     "FORMATS",
@@ -56,6 +98,7 @@ __all__ = [
     "PulledModule",
     "Reference",
     "RegistryError",
+    "TooLarge",
     "Unreachable",
     "UnsupportedMediaType",
     "build",

@@ -89,8 +89,6 @@ def build(
     os_arch = tuple((platform or DEFAULT_PLATFORM).split("/"))
     if len(os_arch) != 2 or not all(os_arch):
         raise BuildError(str(platform), "platform must be OS/ARCH, like wasi/wasm or linux/amd64")
-    if format == "artifact" and data[4:8] != media.CORE_MODULE_VERSION:
-        raise BuildError(name, "the artifact format needs a core module, not a component")
     reference = ref if isinstance(ref, Reference) else parse(ref)
     if reference.digest:
         raise BuildError(str(reference), "a build takes a tag; the digest comes from the content")
@@ -104,9 +102,9 @@ def build(
         annotations = media.WASM_ANNOTATIONS
     elif format == "artifact":
         layer = data
-        config = encode_json(
-            {"architecture": "wasm", "os": "wasip1", "created": EPOCH, "layerDigests": [digest_of(layer)]}
-        )
+        # The CNCF Wasm artifact's os says what the layer is: wasip1 a core module, wasip2 a component.
+        wasi = "wasip1" if data[4:8] == media.CORE_MODULE_VERSION else "wasip2"
+        config = encode_json({"architecture": "wasm", "os": wasi, "created": EPOCH, "layerDigests": [digest_of(layer)]})
         config_type, layer_type = media.WASM_CONFIG_V0, media.WASM_LAYER
     else:
         layer, config = data, b"{}"
@@ -131,7 +129,7 @@ def read_module(module: bytes | Path, error: type[OciError]) -> bytes:
         data = module if isinstance(module, bytes) else module.read_bytes()
     except OSError as exc:
         raise error(name, exc.strerror or "cannot read") from None
-    problem = header_problem(data[:8], allow_component=True)
+    problem = header_problem(data[:8])
     if problem:
         raise error(name, problem)
     return data

@@ -158,7 +158,11 @@ def write_bundle(
 
 
 def read_bundle(directory: Path) -> Bundle:
-    """Read a bundle written by `write_bundle`, `crun spec` + edits, or umoci."""
+    """Read a bundle written by `write_bundle`, `crun spec` + edits, or umoci.
+
+    The root and every bind mount expose the host directories they name, as OCI means them
+    to; each is logged at info level (host path, guest path, read-only or not).
+    """
     config_path = directory / "config.json"
     where = str(config_path)
     try:
@@ -179,7 +183,7 @@ def read_bundle(directory: Path) -> Bundle:
     module = _inside(rootfs, posixpath.join(cwd, args[0]), where)
     try:
         with module.open("rb") as file:
-            problem = header_problem(file.read(8), allow_component=True)
+            problem = header_problem(file.read(8))
     except OSError as exc:
         raise BundleError(where, f"module {args[0]}: {exc.strerror or 'cannot read'}") from None
     if problem:
@@ -189,6 +193,9 @@ def read_bundle(directory: Path) -> Bundle:
         mount = _bind_mount(entry, directory, where)
         if mount is not None:
             mounts.append(mount)
+    for mount in mounts:  # whatever the bundle names is exposed, as in OCI: say what that is
+        access = "read-only" if mount.read_only else "read-write"
+        log.info("%s: exposes host %s at %s (%s)", where, mount.host.absolute(), mount.guest, access)
     return Bundle(module, tuple(args), env, cwd, tuple(mounts))
 
 

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 import attrs
 
@@ -33,6 +34,21 @@ from .reference import Reference
 def default_cache_dir() -> Path:
     """Where pulls are cached unless the caller says otherwise."""
     return default_dir() / "oci"
+
+
+def _copy(chunks: Iterable[bytes], out: IO[bytes], limit: int | None) -> tuple[str, int]:
+    """Write `chunks` to `out` while hashing them; stop once more than `limit` bytes came.
+
+    Returns the digest of what was written and how many bytes were received.
+    """
+    hasher, received = hashlib.sha256(), 0
+    for chunk in chunks:
+        received += len(chunk)
+        if limit is not None and received > limit:
+            break
+        hasher.update(chunk)
+        out.write(chunk)
+    return "sha256:" + hasher.hexdigest(), received
 
 
 def _hash_file(path: Path) -> str:
@@ -108,25 +124,30 @@ class Staging(Closing):
 
     def stream(self, digest: str, size: int, chunks: Iterable[bytes], what: str) -> Path:
         """Stage a download, refusing it as soon as it outgrows `size` or ends mismatched."""
-        final = self.directory / self.cache.blob_path(digest).name
-        partial = final.with_suffix(".partial")
-        hasher, received = hashlib.sha256(), 0
-        with partial.open("wb") as out:
-            for chunk in chunks:
-                received += len(chunk)
-                if received > size:
-                    break
-                hasher.update(chunk)
-                out.write(chunk)
-        actual = "sha256:" + hasher.hexdigest()
+        with self._partial() as out:
+            actual, received = _copy(chunks, out, size)
         if received != size or actual != digest:
-            partial.unlink()
+            Path(out.name).unlink()
             if received != size:
                 why = f"blob {digest} is not {size} bytes long as its descriptor says"
             else:
                 why = f"blob {digest} hashes to {actual}"
             raise DigestMismatch(what, f"{why}; refusing tampered or corrupt content")
-        partial.rename(final)
+        return self._settle(out.name, digest)
+
+    def keep(self, chunks: Iterable[bytes]) -> tuple[str, Path]:
+        """Stage content found inside a blob (a module in a layer): its digest and staged path."""
+        with self._partial() as out:
+            digest, _ = _copy(chunks, out, None)
+        return digest, self._settle(out.name, digest)
+
+    def _partial(self) -> IO[bytes]:
+        """A new file in the staging directory, for content until its digest is known."""
+        return tempfile.NamedTemporaryFile(dir=self.directory, suffix=".partial", delete=False)
+
+    def _settle(self, partial: str, digest: str) -> Path:
+        final = self.directory / self.cache.blob_path(digest).name
+        os.replace(partial, final)
         return final
 
     def tag(self, reference: Reference, digest: str) -> None:

@@ -22,9 +22,11 @@ from .bundle import Mount, write_bundle
 from .credentials import Credentials
 from .errors import OciError
 from .layout import write_layout
-from .pull import pull
-from .push import push
+from .limits import MAX_MODULE_SIZE, MiB
 from .reference import SCHEME
+
+# pull and push (oras, requests, urllib3) are imported by the handlers that use them:
+# registering these parsers must not slow down every other command's start.
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,6 +64,18 @@ def _push_arguments(parser: argparse.ArgumentParser) -> None:
 def _pull_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ref", metavar="REF", help="[oci://]HOST/REPO[:TAG][@sha256:...]")
     parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="also copy the module to FILE")
+    add_pull_options(parser)
+
+
+def add_pull_options(parser: argparse.ArgumentParser) -> None:
+    """Options of every command that may pull a module (`oci pull`, `oci bundle`, `run`, `serve`)."""
+    parser.add_argument(
+        "--max-module-size",
+        type=_mib,
+        default=MAX_MODULE_SIZE,
+        metavar="MiB",
+        help=f"refuse a layer larger than this, or expanding to more (default {MAX_MODULE_SIZE // MiB})",
+    )
 
 
 def _bundle_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +83,7 @@ def _bundle_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", type=Path, metavar="DIR")
     _repeatable(parser, "--env", _env, "KEY=VALUE", "set a variable")
     _repeatable(parser, "--mount", _mount, "HOST:GUEST[:ro]", "bind a host directory")
+    add_pull_options(parser)
     parser.add_argument(
         "args", nargs="*", metavar="ARG", help="arguments for the module; options go before MODULE, ARGs after --"
     )
@@ -126,6 +141,8 @@ def _built(args: argparse.Namespace, ref: str) -> Built:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from .push import push
+
     credentials = _credentials(args)
     built = _built(args, args.tag)
     if args.output:
@@ -137,6 +154,8 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
+    from .push import push
+
     credentials = _credentials(args)
     built = _built(args, args.ref)
     pinned = push(built, insecure=args.insecure, credentials=credentials)
@@ -145,7 +164,11 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    pulled = pull(args.ref, insecure=args.insecure, credentials=_credentials(args))
+    from .pull import pull
+
+    pulled = pull(
+        args.ref, insecure=args.insecure, credentials=_credentials(args), max_module_size=args.max_module_size
+    )
     if pulled.offline:
         print(
             f"wasmhost: {args.ref}: registry unreachable, using the cached {pulled.reference.digest}", file=sys.stderr
@@ -161,10 +184,14 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _bundle(args: argparse.Namespace) -> int:
+    from .pull import pull
+
     module: Path = Path(args.module)
     extra_args, env = list(args.args), dict(args.env)
     if args.module.startswith(SCHEME):
-        pulled = pull(args.module, insecure=args.insecure, credentials=_credentials(args))
+        pulled = pull(
+            args.module, insecure=args.insecure, credentials=_credentials(args), max_module_size=args.max_module_size
+        )
         module = pulled.path
         extra_args = [*pulled.args[1:], *extra_args]
         env = {**dict(pulled.env), **env}
@@ -177,6 +204,14 @@ def _env(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
     return key, value
+
+
+def _mib(text: str) -> int:
+    """A positive whole number of MiB, in bytes."""
+    value = int(text) if text.isdigit() else 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of MiB")
+    return value * MiB
 
 
 def _mount(text: str) -> Mount:

@@ -64,3 +64,7 @@ class DigestMismatch(RegistryError):
 
 class NotCached(RegistryError):
     """Offline, and the cache does not hold what the reference needs."""
+
+
+class TooLarge(RegistryError):
+    """A manifest, config or layer is larger (or expands further) than its limit allows."""

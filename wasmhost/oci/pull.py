@@ -2,7 +2,8 @@
 
 A reference pinned by digest that the cache already holds needs no network at all. A tag is
 asked of the registry each time (tags move) and, if the registry is unreachable, resolved
-through the digest it named when last pulled.
+through the digest it named when last pulled. Sizes are capped (see `limits`): whatever a
+registry sends, a pull holds at most a manifest or a config in memory.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import attrs
 from ..module import header_problem
 from . import media
 from .cache import Cache, Staging
-from .content import Descriptor, digest_of
+from .content import Descriptor
 from .credentials import Credentials
 from .errors import NotCached, NotFound, Unreachable, UnsupportedMediaType
+from .limits import CONFIG, MAX_MODULE_SIZE, Limit, module_size
 from .reference import Reference, parse
 from .registry import RegistryClient, connect
 from .unpack import Plan, choose_manifest, config_of, module_from_tar, parse_document, plan
@@ -102,25 +104,27 @@ def pull(
     insecure: bool | None = None,
     credentials: Credentials | None = None,
     progress: bool = True,
+    max_module_size: int = MAX_MODULE_SIZE,
 ) -> PulledModule:
     """Make the module `ref` names available in the cache and describe it.
 
     Every manifest and blob is checked against its digest before it enters the cache, and a
-    pull that fails leaves nothing behind.
+    pull that fails leaves nothing behind. A layer larger than `max_module_size` bytes, or
+    expanding to more, is refused.
     """
     reference = ref if isinstance(ref, Reference) else parse(ref)
-    store = cache or Cache()
+    store, limit = cache or Cache(), module_size(max_module_size)
     if reference.digest:
         try:
-            return _attempt(reference, store, _Offline, offline=False)
+            return _attempt(reference, store, _Offline, limit, offline=False)
         except NotCached:
             pass
     with connect(reference, insecure=insecure, credentials=credentials, progress=progress) as client:
         try:
-            return _attempt(reference, store, lambda staging: _Online(client, staging), offline=False)
+            return _attempt(reference, store, lambda staging: _Online(client, staging), limit, offline=False)
         except Unreachable as unreachable:
             try:
-                return _attempt(reference, store, _Offline, offline=True)
+                return _attempt(reference, store, _Offline, limit, offline=True)
             except NotCached:
                 raise unreachable from None
 
@@ -134,11 +138,12 @@ def _attempt(
     reference: Reference,
     cache: Cache,
     source: Callable[[Staging], _Source],
+    limit: Limit,
     *,
     offline: bool,
 ) -> PulledModule:
     with cache.stage() as staging:
-        found = _resolve(reference, source(staging), staging)
+        found = _resolve(reference, source(staging), staging, limit)
         if not offline and reference.digest is None:
             staging.tag(reference, found.top)
         staging.commit()
@@ -154,7 +159,14 @@ def _attempt(
     )
 
 
-def _resolve(reference: Reference, source: _Source, staging: Staging) -> _Found:
+def _within(limit: Limit, blob: Descriptor, what: str, subject: str) -> Descriptor:
+    """`blob`, unless its descriptor already says it is too large to fetch."""
+    if blob.size > limit.size:
+        raise limit.refuse(what, f"{subject} {blob.digest}", blob.size)
+    return blob
+
+
+def _resolve(reference: Reference, source: _Source, staging: Staging, limit: Limit) -> _Found:
     what = str(reference)
     body, content_type, top = source.manifest(reference)
     document = parse_document(body, content_type, what)
@@ -164,21 +176,21 @@ def _resolve(reference: Reference, source: _Source, staging: Staging) -> _Found:
         document = parse_document(body, content_type or entry.media_type, what)
         if document.is_index:
             raise UnsupportedMediaType(what, "an index inside an index is not supported")
-    config = source.blob(reference, config_of(document, what)).read_bytes()
+    config = source.blob(reference, _within(CONFIG, config_of(document, what), what, "config blob")).read_bytes()
     layout = plan(document, config, what)
     for layer in layout.layers:
-        blob = source.blob(reference, layer)
+        blob = source.blob(reference, _within(limit, layer, what, "layer"))
         if layer.media_type in media.WASM_LAYERS:
-            with blob.open("rb") as file:
-                module, head = layer.digest, file.read(8)
+            module, path = layer.digest, blob
         else:
-            data = module_from_tar(layer, blob.read_bytes(), layout.path, what)
-            if data is None:
+            with blob.open("rb") as file:
+                kept = module_from_tar(layer, file, layout.path, limit, what, staging.keep)
+            if kept is None:
                 continue
-            module, head = digest_of(data), data[:8]
-            if staging.path(module) is None:
-                staging.add(module, data, what)
-        problem = header_problem(head, allow_component=True)
+            module, path = kept
+        with path.open("rb") as file:
+            head = file.read(8)
+        problem = header_problem(head)
         if problem:
             raise UnsupportedMediaType(what, f"{layout.path or layer.digest}: {problem}")
         return _Found(top, module, layer.media_type, layout)

@@ -1,9 +1,10 @@
-"""Find the module in pulled content, without I/O: which manifest, which layer, which file.
+"""Find the module in pulled content: which manifest, which layer, which file.
 
 Handles OCI and Docker manifests and indexes; layers that are the module itself
 (`application/wasm`, `application/vnd.wasm.content.layer.v1+wasm`,
 `application/vnd.module.wasm.content.layer.v1+wasm`); and image layers (tar, tar+gzip) holding
-it, located through the image's entrypoint or, without one, as the only `*.wasm` file.
+it, located through the image's entrypoint or, without one, as the only `*.wasm` file. Layers
+are read as streams, decompressed a piece at a time and never past the module size limit.
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ import io
 import posixpath
 import tarfile
 import zlib
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import IO, Any, Final, Protocol, TypeVar
 
 import attrs
 
 from . import media
 from .content import Descriptor, decode_json_object, string_list
-from .errors import RegistryError, UnsupportedMediaType
+from .errors import RegistryError, TooLarge, UnsupportedMediaType
+from .limits import Limit
+
+CHUNK: Final = 64 * 1024
+_Kept = TypeVar("_Kept")
 
 #: Platforms, best first, that a Wasm entry of a multi-platform index may declare.
 WASM_PLATFORMS = (("wasi", "wasm"), ("wasip1", "wasm"), ("wasip2", "wasm"), ("wasi", "wasm32"))
@@ -109,17 +115,50 @@ def plan(manifest: Document, config: bytes, what: str) -> Plan:
     return Plan(tuple(reversed(layers)), path, args, env, cwd)
 
 
-def module_from_tar(layer: Descriptor, blob: bytes, path: str | None, what: str) -> bytes | None:
-    """The module file in one tar layer: the file at `path`, else the only `*.wasm` file."""
-    data = blob
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _Capped(io.RawIOBase):
+    """A stream that fails with `refuse()` once more than `limit` bytes have been read from it."""
+
+    def __init__(self, source: _Readable, limit: int, refuse: Callable[[], TooLarge]) -> None:
+        super().__init__()
+        self._source, self._left, self._refuse = source, limit, refuse
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        wanted = self._left + 1 if size < 0 else min(size, self._left + 1)
+        data = self._source.read(wanted)
+        if len(data) > self._left:
+            raise self._refuse()
+        self._left -= len(data)
+        return data
+
+
+def module_from_tar(
+    layer: Descriptor,
+    blob: IO[bytes],
+    path: str | None,
+    limit: Limit,
+    what: str,
+    keep: Callable[[Iterator[bytes]], _Kept],
+) -> _Kept | None:
+    """The module file in one tar layer: the file at `path`, else the only `*.wasm` file.
+
+    The module's bytes go to `keep` as the layer is read, and what `keep` returns (where it
+    stored them) is the result. The layer is refused once its tar stream passes `limit`,
+    however well it compresses.
+    """
+    source: _Readable = blob
     if media.TAR_LAYERS[layer.media_type]:
-        try:
-            data = gzip.decompress(blob)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise RegistryError(what, f"layer {layer.digest} is not valid gzip ({exc})") from None
-    found: dict[str, bytes] = {}
+        source = gzip.GzipFile(fileobj=blob, mode="rb")
+    stream = _Capped(source, limit.size, lambda: limit.refuse(what, f"layer {layer.digest}", expands=True))
+    found: dict[str, _Kept] = {}
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 name = "/" + posixpath.normpath(member.name.lstrip("/"))
                 wanted = name == path if path else name.endswith(".wasm")
@@ -129,13 +168,20 @@ def module_from_tar(layer: Descriptor, blob: bytes, path: str | None, what: str)
                     raise UnsupportedMediaType(what, f"{name} in the image is not a regular file")
                 extracted = tar.extractfile(member)
                 if extracted is not None:
-                    found[name] = extracted.read()
+                    found[name] = keep(_pieces(extracted))
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise RegistryError(what, f"layer {layer.digest} is not valid gzip ({exc})") from None
     except tarfile.TarError as exc:
         raise RegistryError(what, f"layer {layer.digest} is not a valid tar ({exc})") from None
     if len(found) > 1:
         names = ", ".join(sorted(found))
         raise UnsupportedMediaType(what, f"several modules ({names}) and no entrypoint naming one")
     return next(iter(found.values()), None)
+
+
+def _pieces(file: IO[bytes]) -> Iterator[bytes]:
+    while chunk := file.read(CHUNK):
+        yield chunk
 
 
 def _descriptor(value: object, what: str) -> Descriptor:

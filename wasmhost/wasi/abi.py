@@ -198,7 +198,10 @@ SUBSCRIPTION_CLOCK_ABSTIME = 1
 EVENT_FD_READWRITE_HANGUP = 1
 
 
-class Rights(enum.IntFlag):
+class Rights:
+    """Rights bits, as plain ints: they are tested on every host call, and ``enum.IntFlag``
+    arithmetic costs microseconds per operation."""
+
     FD_DATASYNC = 1 << 0
     FD_READ = 1 << 1
     FD_SEEK = 1 << 2
@@ -269,6 +272,9 @@ DIR_RIGHTS = (
     | Rights.PATH_UNLINK_FILE
     | Rights.POLL_FD_READWRITE
 )
+# A read-only preopen, and everything opened under it, can look but not change: no right to
+# write, resize or touch a file, and none that names a file for a change made elsewhere
+# (a hard link's or a rename's source would make it writable through another directory).
 READ_ONLY_DIR_RIGHTS = (
     Rights.FD_FDSTAT_SET_FLAGS
     | Rights.FD_SYNC
@@ -279,7 +285,16 @@ READ_ONLY_DIR_RIGHTS = (
     | Rights.PATH_FILESTAT_GET
     | Rights.FD_FILESTAT_GET
     | Rights.POLL_FD_READWRITE
-    | Rights.PATH_LINK_SOURCE
+)
+READ_ONLY_FILE_RIGHTS = (
+    Rights.FD_READ
+    | Rights.FD_SEEK
+    | Rights.FD_FDSTAT_SET_FLAGS
+    | Rights.FD_SYNC
+    | Rights.FD_TELL
+    | Rights.FD_ADVISE
+    | Rights.FD_FILESTAT_GET
+    | Rights.POLL_FD_READWRITE
 )
 STDIO_RIGHTS = (
     Rights.FD_READ

@@ -1,16 +1,20 @@
-"""State shared by every WASI function of one instance, and the two ways a guest ends early."""
+"""State shared by every WASI function of one instance, the two ways a guest ends early, and
+how a host function waits.
+
+A guest runs on a fiber driven by the event loop (``_native.fiber``). A host function that
+must block is a coroutine: it awaits ``wait()``, which registers the descriptors on the loop
+(uvloop when serving), and the fiber stays suspended until they are ready, a timer fires or
+the instance is stopped. Other guests and the application's coroutines run meanwhile.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import select
 import time
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
 from typing import TypeVar
 
-from ..net.wait import ThreadWaiter, Waiter
 from .abi import FDFLAG_NONBLOCK, Errno, WasiError
 from .fdtable import Descriptor, FdTable
 from .memory import GuestMemory
@@ -30,8 +34,13 @@ class Interrupted(Exception):
     """A blocking host call saw that the instance was stopped (or ran out of time)."""
 
 
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class WasiContext:
-    """Args, environment, descriptors, memory and the waiter of one guest."""
+    """Args, environment, descriptors, memory and the waits of one guest."""
 
     def __init__(
         self, args: list[bytes], env: list[bytes], fds: FdTable, stop_reason: Callable[[], str | None]
@@ -40,11 +49,10 @@ class WasiContext:
         self.env = env
         self.fds = fds
         self.memory = GuestMemory(lambda: (0, 0))
-        self.waiter: Waiter = ThreadWaiter()
-        self.loop: asyncio.AbstractEventLoop | None = None  # set while served on a loop
-        #: Entered around every blocking wait (the instance pauses its epoch clock there).
-        self.blocked: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
+        #: The loop driving the guest's current call (set by the instance for each call).
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._stop_reason = stop_reason
+        self._waiting: asyncio.Future[None] | None = None
 
     @staticmethod
     def clock() -> float:
@@ -55,44 +63,68 @@ class WasiContext:
         if reason is not None:
             raise Interrupted(reason)
 
-    def wait(self, readers: Iterable[int], writers: Iterable[int], timeout: float | None) -> None:
-        """Block until ready, timed out or woken, then raise if the instance was stopped."""
+    def wake(self) -> None:
+        """End the current wait early (on the loop's thread): the guest then sees a stop."""
+        if self._waiting is not None:
+            _settle(self._waiting)
+
+    async def wait(self, readers: Iterable[int], writers: Iterable[int], timeout: float | None) -> None:
+        """Suspend until a descriptor is ready, ``timeout`` passes or ``wake()``; then raise
+        ``Interrupted`` if the instance was stopped."""
         self.check_stop()
-        with self.blocked():
-            self.waiter.wait(readers, writers, timeout)
+        loop = self.loop
+        assert loop is not None, "a guest waits only while a loop drives it"
+        future: asyncio.Future[None] = loop.create_future()
+        added: list[tuple[Callable[[int], bool], int]] = []  # (remove_reader or _writer, fd)
+        timer = None if timeout is None else loop.call_later(max(0.0, timeout), _settle, future)
+        try:
+            for fds, add, remove in ((readers, loop.add_reader, loop.remove_reader),
+                                     (writers, loop.add_writer, loop.remove_writer)):  # fmt: skip
+                for fd in fds:
+                    add(fd, _settle, future)
+                    added.append((remove, fd))
+        except (OSError, ValueError):
+            _settle(future)  # a descriptor went bad: the guest's next call on it reports why
+        self._waiting = future
+        try:
+            await future
+        finally:
+            # Unregistered before the guest can close a descriptor (libuv aborts on a closed fd).
+            self._waiting = None
+            for unregister, fd in added:
+                unregister(fd)
+            if timer is not None:
+                timer.cancel()
         self.check_stop()
 
-    def blocking(self, desc: Descriptor, write: bool, op: Callable[[], _T], timeout: float | None = None) -> _T:
+    async def blocking(self, desc: Descriptor, write: bool, op: Callable[[], _T], timeout: float | None = None) -> _T:
         """Run an I/O ``op``; if a blocking-mode descriptor would block, wait and retry.
 
-        ``timeout`` (SO_RCVTIMEO/SO_SNDTIMEO) turns a long wait into ``AGAIN``.
+        ``timeout`` (SO_RCVTIMEO/SO_SNDTIMEO) turns a long wait into ``AGAIN``, as on Linux.
         """
         desc.io_seq += 1
-        if desc.blocks_host():
-            self._until_ready(desc, write)
+        osfd = desc.os_fd()
+        if desc.blocks_host() and osfd is not None:
+            # A pipe or terminal shared with the host process stays in blocking mode: wait for
+            # readiness first, so the loop's thread never blocks inside the call.
+            await self._until_ready(osfd, write)
+        deadline = None if timeout is None else self.clock() + timeout
         while True:
             try:
                 return op()
             except WasiError as exc:
-                osfd = desc.os_fd()
                 if exc.errno != Errno.AGAIN or desc.flags & FDFLAG_NONBLOCK or osfd is None:
                     raise
-            start = self.clock()
-            self.wait([] if write else [osfd], [osfd] if write else [], timeout)
-            if timeout is not None:
-                timeout -= self.clock() - start
-                if timeout <= 0:
-                    raise WasiError(Errno.AGAIN)
+            remaining = None if deadline is None else deadline - self.clock()
+            if remaining is not None and remaining <= 0:
+                raise WasiError(Errno.AGAIN)
+            await self.wait([] if write else [osfd], [osfd] if write else [], remaining)
 
-    def _until_ready(self, desc: Descriptor, write: bool) -> None:
-        osfd = desc.os_fd()
-        assert osfd is not None
-        mask = select.POLLOUT if write else select.POLLIN
+    async def _until_ready(self, osfd: int, write: bool) -> None:
         poller = select.poll()
-        poller.register(osfd, mask)
+        poller.register(osfd, select.POLLOUT if write else select.POLLIN)
         while not poller.poll(0):
-            self.wait([] if write else [osfd], [osfd] if write else [], None)
+            await self.wait([] if write else [osfd], [osfd] if write else [], None)
 
     def close(self) -> None:
         self.fds.close_all()
-        self.waiter.close()

@@ -1,12 +1,18 @@
 """The guest's descriptor table: one namespace for stdio, files, directories and sockets.
 
 A descriptor object owns its host resource and knows its WASI file type, rights and flags;
-the table hands out the lowest free number, as POSIX does, and checks rights on lookup.
+the table hands out the lowest free number, as POSIX does, up to the guest's limit, and
+checks rights on lookup. Host memory per write is bounded by what is written, never by
+what the guest's iovecs name.
 """
 
 from __future__ import annotations
 
+import errno
+import heapq
+import logging
 import os
+import select
 import stat
 from collections.abc import Callable, Sequence
 
@@ -16,15 +22,38 @@ from .abi import (
     FDFLAG_NONBLOCK,
     FILE_RIGHTS,
     READ_ONLY_DIR_RIGHTS,
+    READ_ONLY_FILE_RIGHTS,
     STDIO_RIGHTS,
     Errno,
     Filetype,
-    Rights,
     WasiError,
     from_os,
 )
 
 Buffers = Sequence[memoryview]
+
+log = logging.getLogger("wasmhost")
+
+#: The default per-guest descriptor limit (``Limits.max_fds``): Linux's usual RLIMIT_NOFILE soft limit.
+MAX_FDS = 1024
+#: The most one read or write moves, as on Linux (MAX_RW_COUNT): the byte count fits the ABI's u32.
+MAX_RW = 0x7FFFF000
+#: The most one write hands to a Python callable: a guest write costs the host at most this much memory.
+CALLBACK_CHUNK = 1 << 20
+
+
+def _span(bufs: Buffers, start: int, stop: int) -> list[memoryview]:
+    """Views of bytes ``[start, stop)`` of the buffers taken end to end, without copying."""
+    views = []
+    offset = 0
+    for buf in bufs:
+        end = offset + len(buf)
+        if end > start and offset < stop:
+            views.append(buf[max(start - offset, 0) : min(stop, end) - offset])
+        offset = end
+        if offset >= stop:
+            break
+    return views
 
 
 class Descriptor:
@@ -74,7 +103,7 @@ class NullStream(Descriptor):
         return 0
 
     def writev(self, bufs: Buffers) -> int:
-        return sum(len(b) for b in bufs)
+        return min(sum(len(b) for b in bufs), MAX_RW)
 
 
 class BytesInput(NullStream):
@@ -98,14 +127,15 @@ class BytesInput(NullStream):
 
 
 class CallbackOutput(NullStream):
-    """stdout/stderr delivered to a Python callable, one call per guest write."""
+    """stdout/stderr delivered to a Python callable, one call per guest write of up to
+    ``CALLBACK_CHUNK`` bytes (a longer write is short, as a pipe's can be; libc writes the rest)."""
 
     def __init__(self, sink: Callable[[bytes], object]) -> None:
         super().__init__()
         self._sink = sink
 
     def writev(self, bufs: Buffers) -> int:
-        data = b"".join(bufs)
+        data = b"".join(_span(bufs, 0, CALLBACK_CHUNK))
         if data:
             self._sink(data)
         return len(data)
@@ -125,7 +155,8 @@ class StderrTail(Descriptor):
 
     def writev(self, bufs: Buffers) -> int:
         n = self.inner.writev(bufs)
-        self.tail += b"".join(bufs)[:n]
+        for view in _span(bufs, max(n - self.LIMIT, 0), n):
+            self.tail += view
         del self.tail[: -self.LIMIT]
         return n
 
@@ -147,6 +178,19 @@ class StderrTail(Descriptor):
 
     def close(self) -> None:
         self.inner.close()
+
+
+def _write_now(fd: int, bufs: Buffers) -> int:
+    """Write to a pipe, terminal or socket (maybe shared with the host, so in blocking mode)
+    without ever blocking the host's thread: what fits now (``RWF_NOWAIT``; ``AGAIN`` when
+    nothing does), or where the kernel cannot, at most ``PIPE_BUF`` bytes, which a descriptor
+    that polled writable takes at once. A full pipe nobody reads then suspends the guest."""
+    try:
+        return os.pwritev(fd, bufs, -1, os.RWF_NOWAIT)
+    except OSError as exc:
+        if exc.errno != errno.EOPNOTSUPP:
+            raise
+    return os.writev(fd, _span(bufs, 0, select.PIPE_BUF))
 
 
 class OsFile(Descriptor):
@@ -174,6 +218,8 @@ class OsFile(Descriptor):
 
     def writev(self, bufs: Buffers) -> int:
         try:
+            if self.filetype != Filetype.REGULAR_FILE:
+                return _write_now(self.fd, bufs)
             if self.flags & FDFLAG_APPEND:
                 os.lseek(self.fd, 0, os.SEEK_END)
             return os.writev(self.fd, bufs)
@@ -181,12 +227,18 @@ class OsFile(Descriptor):
             raise from_os(exc) from None
 
     def stat(self) -> os.stat_result:
-        return os.fstat(self.fd)
+        try:
+            return os.fstat(self.fd)
+        except OSError as exc:
+            raise from_os(exc) from None
 
     def close(self) -> None:
-        if self._owned and self.fd >= 0:
-            os.close(self.fd)
-        self.fd = -1
+        fd, self.fd = self.fd, -1
+        if self._owned and fd >= 0:
+            try:
+                os.close(fd)  # on Linux the number is released even when close fails
+            except OSError as exc:
+                raise from_os(exc) from None
 
 
 class Directory(OsFile):
@@ -197,13 +249,13 @@ class Directory(OsFile):
     def __init__(self, fd: int, rights: int, inheriting: int, preopen: str | None = None) -> None:
         super().__init__(fd, rights, inheriting)
         self.preopen = preopen
-        self.listing: list[tuple[str, int, Filetype]] = []
+        self.listing: list[tuple[bytes, int, Filetype]] = []
 
     @classmethod
     def open_preopen(cls, host_path: str, guest_path: str, read_only: bool) -> Directory:
         fd = os.open(host_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         rights = READ_ONLY_DIR_RIGHTS if read_only else DIR_RIGHTS
-        inheriting = rights | (FILE_RIGHTS & ~_WRITE_RIGHTS if read_only else FILE_RIGHTS)
+        inheriting = rights | (READ_ONLY_FILE_RIGHTS if read_only else FILE_RIGHTS)
         return cls(fd, rights, inheriting, guest_path)
 
     def readv(self, bufs: Buffers) -> int:
@@ -212,34 +264,26 @@ class Directory(OsFile):
     def writev(self, bufs: Buffers) -> int:
         raise WasiError(Errno.ISDIR)
 
-    def read_listing(self) -> list[tuple[str, int, Filetype]]:
-        """A fresh snapshot of (name, inode, type) with ``.`` and ``..`` first."""
-        st = os.fstat(self.fd)
-        entries = [(".", st.st_ino, Filetype.DIRECTORY), ("..", 0, Filetype.DIRECTORY)]
-        with os.scandir(self.fd) as it:
-            for entry in it:
-                entries.append((entry.name, entry.inode(), filetype_of(entry.stat(follow_symlinks=False).st_mode)))
+    def read_listing(self) -> list[tuple[bytes, int, Filetype]]:
+        """A fresh snapshot of (name, inode, type) with ``.`` and ``..`` first; names are the
+        host's bytes, whatever their encoding."""
+        try:
+            st = os.fstat(self.fd)
+            entries = [(b".", st.st_ino, Filetype.DIRECTORY), (b"..", 0, Filetype.DIRECTORY)]
+            with os.scandir(self.fd) as it:
+                entries += [(os.fsencode(entry.name), entry.inode(), _entry_type(entry)) for entry in it]
+        except OSError as exc:
+            raise from_os(exc) from None
         self.listing = entries
         return entries
 
 
-_WRITE_RIGHTS = (
-    Rights.FD_WRITE
-    | Rights.FD_ALLOCATE
-    | Rights.FD_FILESTAT_SET_SIZE
-    | Rights.FD_FILESTAT_SET_TIMES
-    | Rights.FD_DATASYNC
-    | Rights.PATH_CREATE_DIRECTORY
-    | Rights.PATH_CREATE_FILE
-    | Rights.PATH_LINK_TARGET
-    | Rights.PATH_RENAME_SOURCE
-    | Rights.PATH_RENAME_TARGET
-    | Rights.PATH_FILESTAT_SET_SIZE
-    | Rights.PATH_FILESTAT_SET_TIMES
-    | Rights.PATH_SYMLINK
-    | Rights.PATH_REMOVE_DIRECTORY
-    | Rights.PATH_UNLINK_FILE
-)
+def _entry_type(entry: os.DirEntry[str]) -> Filetype:
+    """An entry's type; ``UNKNOWN`` when it vanished since the directory was read."""
+    try:
+        return filetype_of(entry.stat(follow_symlinks=False).st_mode)
+    except OSError:
+        return Filetype.UNKNOWN
 
 
 _MODE_TYPES = [
@@ -258,15 +302,36 @@ def filetype_of(mode: int) -> Filetype:
 
 
 class FdTable:
-    """Maps guest descriptor numbers to descriptors; lowest free number first."""
+    """Maps guest descriptor numbers to descriptors, at most ``limit`` of them.
 
-    def __init__(self) -> None:
+    The lowest free number is handed out first, as POSIX does: freed numbers wait in a
+    heap, and above them every number from ``_next`` on is unused.
+    """
+
+    def __init__(self, limit: int = MAX_FDS) -> None:
         self._fds: dict[int, Descriptor] = {}
+        self._limit = limit
+        self._freed: list[int] = []
+        self._next = 0
+        #: Called the first time the table is full (the instance logs it once).
+        self.on_full: Callable[[int], None] | None = None
 
     def add(self, desc: Descriptor) -> int:
-        fd = 0
-        while fd in self._fds:
-            fd += 1
+        """Give ``desc`` a number; at the limit, close it and raise ``MFILE``.
+
+        The table owns ``desc`` from the call on, so no caller leaks a host resource.
+        """
+        if len(self._fds) >= self._limit:
+            _close_quietly(desc)
+            report, self.on_full = self.on_full, None
+            if report is not None:
+                report(self._limit)
+            raise WasiError(Errno.MFILE)
+        if self._freed:
+            fd = heapq.heappop(self._freed)
+        else:
+            fd = self._next
+            self._next += 1
         self._fds[fd] = desc
         return fd
 
@@ -286,23 +351,38 @@ class FdTable:
         return desc
 
     def close(self, fd: int) -> None:
+        """Forget ``fd`` and close its resource; a failing close still frees the number."""
         desc = self._fds.pop(fd, None)
         if desc is None:
             raise WasiError(Errno.BADF)
+        heapq.heappush(self._freed, fd)
         desc.close()
 
     def renumber(self, fd: int, to: int) -> None:
         if fd not in self._fds or to not in self._fds:
             raise WasiError(Errno.BADF)
         if fd != to:
-            self._fds.pop(to).close()
+            replaced = self._fds[to]
             self._fds[to] = self._fds.pop(fd)
+            heapq.heappush(self._freed, fd)
+            _close_quietly(replaced, to)  # as dup2 does, a failing close of the target is not reported
 
     def items(self) -> list[tuple[int, Descriptor]]:
         return list(self._fds.items())
 
     def close_all(self) -> None:
-        """Release every host resource the guest still holds."""
-        for desc in self._fds.values():
-            desc.close()
+        """Release every host resource the guest still holds; a close that fails is logged
+        (the guest is gone, nobody else can act on it) and the others still happen."""
+        descs = list(self._fds.items())
         self._fds.clear()
+        self._freed.clear()
+        self._next = 0
+        for fd, desc in descs:
+            _close_quietly(desc, fd)
+
+
+def _close_quietly(desc: Descriptor, fd: int | None = None) -> None:
+    try:
+        desc.close()
+    except (WasiError, OSError) as exc:
+        log.warning("closing guest descriptor %s failed: %s", "over the limit" if fd is None else fd, exc)

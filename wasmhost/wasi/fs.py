@@ -20,15 +20,14 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 @contextmanager
 def resolve(root_fd: int, path: str, follow: bool) -> Iterator[tuple[int, str]]:
-    """Yield ``(dir_fd, name)`` for ``path`` under ``root_fd``; ``name`` is never a path.
+    """Yield ``(dir_fd, name)`` for ``path`` (a guest string: no NUL) under ``root_fd``;
+    ``name`` is never a path.
 
     ``follow`` says whether a symlink in the last component is followed too. The yielded
     descriptor is only valid inside the ``with`` block.
     """
     if not path:
         raise WasiError(Errno.NOENT)
-    if "\0" in path:
-        raise WasiError(Errno.INVAL)
     stack = [root_fd]
     try:
         name = _walk(stack, path, follow)

@@ -7,14 +7,16 @@ several implementations (e.g. ``sock_accept`` with 2 or 3 parameters).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from .._native import Import, Signature
 from .abi import WasiError
 
 MODULE = "wasi_snapshot_preview1"
 
-#: (import name, parameter types) -> function returning None or raising WasiError.
-Table = dict[tuple[str, str], Callable[..., None]]
+#: (import name, parameter types) -> function (or coroutine function) returning None on
+#: success or raising WasiError, whose errno is then the result.
+Table = dict[tuple[str, str], Callable[..., Any]]
 
 
 def table_of(provider: object, entries: Iterable[tuple[str, str, str]]) -> Table:
@@ -22,25 +24,17 @@ def table_of(provider: object, entries: Iterable[tuple[str, str, str]]) -> Table
     return {(name, params): getattr(provider, method) for name, params, method in entries}
 
 
-def errno_result(func: Callable[..., None]) -> Callable[..., int]:
-    """Adapt a function that raises ``WasiError`` to the ABI's errno return value."""
-
-    def call(*args: int) -> int:
-        try:
-            func(*args)
-        except WasiError as exc:
-            return int(exc.errno)
-        return 0
-
-    call.__name__ = func.__name__
-    return call
+def errno_of(exc: BaseException) -> int | None:
+    """A host function's ``WasiError`` is its result (the errno), not a failure: the store
+    writes it for the guest (see ``_native.Store``'s ``error_result``)."""
+    return int(exc.errno) if isinstance(exc, WasiError) else None
 
 
 class UnknownImportCalled(Exception):
     """A guest called an import that ``trap_unknown_imports`` stubbed out."""
 
 
-def trapping(imports: Iterable[Import]) -> dict[tuple[str, str], tuple[Callable[..., int], Signature]]:
+def trapping(imports: Iterable[Import]) -> dict[tuple[str, str], tuple[Callable[..., Any], Signature]]:
     """Functions for ``imports`` that trap with the import's name when called."""
     funcs = {}
     for imp in imports:
@@ -66,9 +60,9 @@ def _never_called(*_args: int) -> None:
 
 def link(
     imports: Iterable[Import], table: Table
-) -> tuple[dict[tuple[str, str], tuple[Callable[..., int], Signature]], list[Import]]:
+) -> tuple[dict[tuple[str, str], tuple[Callable[..., Any], Signature]], list[Import]]:
     """The host functions to define for ``imports``, and the imports nothing provides."""
-    funcs: dict[tuple[str, str], tuple[Callable[..., int], Signature]] = {}
+    funcs: dict[tuple[str, str], tuple[Callable[..., Any], Signature]] = {}
     missing = []
     for imp in imports:
         sig = imp.signature
@@ -78,5 +72,5 @@ def link(
         if found is None or sig is None:
             missing.append(imp)
             continue
-        funcs[(imp.module, imp.name)] = (errno_result(found), sig)
+        funcs[(imp.module, imp.name)] = (found, sig)
     return funcs, missing

@@ -13,8 +13,6 @@ from collections.abc import Callable
 
 from .abi import IOVEC, MAX_IOVECS, U32, U64, Errno, WasiError
 
-_FAULT = WasiError(Errno.FAULT)
-
 
 class GuestMemory:
     """A guest memory seen through a locator that reports its current (address, size)."""
@@ -22,7 +20,7 @@ class GuestMemory:
     def __init__(self, locate: Callable[[], tuple[int, int]]) -> None:
         self._locate = locate
         self._size = 0
-        self._view = memoryview(b"")
+        self._view = memoryview(bytearray())
 
     @classmethod
     def of_buffer(cls, buffer: bytearray) -> GuestMemory:
@@ -34,7 +32,7 @@ class GuestMemory:
         address, size = self._locate()
         if size != self._size:
             self._view = (
-                memoryview((ctypes.c_ubyte * size).from_address(address)).cast("B") if size else memoryview(b"")
+                memoryview((ctypes.c_ubyte * size).from_address(address)).cast("B") if size else memoryview(bytearray())
             )
             self._size = size
 
@@ -43,7 +41,7 @@ class GuestMemory:
         if ptr + length > self._size:
             self._refresh()
             if ptr + length > self._size:
-                raise _FAULT
+                raise WasiError(Errno.FAULT)  # a fresh one: a raised exception keeps its traceback
         return self._view
 
     def read(self, ptr: int, length: int) -> bytes:
@@ -64,9 +62,13 @@ class GuestMemory:
         U64.pack_into(self.check(ptr, 8), ptr, value)
 
     def string(self, ptr: int, length: int) -> str:
-        """A guest string (path, name): UTF-8, or ``ILSEQ`` when it is not."""
+        """A guest string (path, name): UTF-8, or ``ILSEQ`` when it is not; ``INVAL`` when it
+        holds a NUL, which no host call could take."""
+        raw = self.read(ptr, length)
+        if b"\0" in raw:
+            raise WasiError(Errno.INVAL)
         try:
-            return self.read(ptr, length).decode("utf-8")
+            return raw.decode("utf-8")
         except UnicodeDecodeError:
             raise WasiError(Errno.ILSEQ) from None
 

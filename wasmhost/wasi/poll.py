@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import select
 import time
-
-import attrs
+from typing import NamedTuple
 
 from .abi import (
     EVENT,
@@ -29,8 +28,9 @@ _HANGUP = select.POLLHUP
 _ERROR = select.POLLERR | select.POLLNVAL
 
 
-@attrs.frozen
-class Subscription:
+class Subscription(NamedTuple):
+    """One decoded subscription (a NamedTuple: poll_oneoff makes several per call)."""
+
     userdata: int
     type: int
     fd: int = 0
@@ -38,8 +38,7 @@ class Subscription:
     error: Errno = Errno.SUCCESS
 
 
-@attrs.frozen
-class Event:
+class Event(NamedTuple):
     userdata: int
     type: int
     error: Errno = Errno.SUCCESS

@@ -7,9 +7,11 @@ linker registers them with.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -121,6 +123,15 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+def _offset(value: int) -> int:
+    """A u64 file offset or size as the kernel's ``off_t``: one that would be negative is
+    ``INVAL``, as Linux's pread, pwrite, ftruncate and fallocate say (and preadv2 would
+    read -1 as "the current position")."""
+    if value >= 1 << 63:
+        raise WasiError(Errno.INVAL)
+    return value
+
+
 FUNCTIONS = [(name, params, name) for name, params in _SIGNATURES.items()]
 
 
@@ -132,7 +143,10 @@ class Preview1:
         self.fds = ctx.fds
         self._max_idle_ns = int(idle_backoff * 1e9)
         self._idle_ns = 0
-        self._seen: dict[tuple[int, int], int] = {}
+        # What the guest was last told about each descriptor: event type -> its I/O count
+        # then. Keyed by the descriptor, not its number: a number reused by a new socket
+        # must not inherit the old one's "already seen".
+        self._seen: weakref.WeakKeyDictionary[Descriptor, dict[int, int]] = weakref.WeakKeyDictionary()
 
     # --- args, environment, clocks, random, process -------------------------------------
 
@@ -182,8 +196,9 @@ class Preview1:
     def proc_raise(self, _sig: int) -> None:
         raise WasiError(Errno.NOSYS)
 
-    def sched_yield(self) -> None:
-        os.sched_yield()
+    async def sched_yield(self) -> None:
+        """Let the loop run other guests and coroutines before this one goes on."""
+        await asyncio.sleep(0)
 
     # --- descriptors ---------------------------------------------------------------------
 
@@ -223,17 +238,17 @@ class Preview1:
             raise WasiError(Errno.NAMETOOLONG)
         self.ctx.memory.write(buf, name)
 
-    def fd_read(self, fd: int, iovs: int, count: int, nread: int) -> None:
+    async def fd_read(self, fd: int, iovs: int, count: int, nread: int) -> None:
         desc = self.fds.get(fd, R.FD_READ)
         bufs = self.ctx.memory.iovecs(iovs, count)
         self.ctx.memory.check(nread, 4)
-        self.ctx.memory.set_u32(nread, self.ctx.blocking(desc, False, lambda: desc.readv(bufs)))
+        self.ctx.memory.set_u32(nread, await self.ctx.blocking(desc, False, lambda: desc.readv(bufs)))
 
-    def fd_write(self, fd: int, iovs: int, count: int, nwritten: int) -> None:
+    async def fd_write(self, fd: int, iovs: int, count: int, nwritten: int) -> None:
         desc = self.fds.get(fd, R.FD_WRITE)
         bufs = self.ctx.memory.iovecs(iovs, count)
         self.ctx.memory.check(nwritten, 4)
-        self.ctx.memory.set_u32(nwritten, self.ctx.blocking(desc, True, lambda: desc.writev(bufs)))
+        self.ctx.memory.set_u32(nwritten, await self.ctx.blocking(desc, True, lambda: desc.writev(bufs)))
 
     def _file(self, fd: int, rights: int) -> OsFile:
         desc = self.fds.get(fd, rights)
@@ -246,12 +261,12 @@ class Preview1:
     def fd_pread(self, fd: int, iovs: int, count: int, offset: int, nread: int) -> None:
         desc = self._file(fd, R.FD_READ | R.FD_SEEK)
         bufs = self.ctx.memory.iovecs(iovs, count)
-        self.ctx.memory.set_u32(nread, _os(os.preadv, desc.fd, bufs, offset))
+        self.ctx.memory.set_u32(nread, _os(os.preadv, desc.fd, bufs, _offset(offset)))
 
     def fd_pwrite(self, fd: int, iovs: int, count: int, offset: int, nwritten: int) -> None:
         desc = self._file(fd, R.FD_WRITE | R.FD_SEEK)
         bufs = self.ctx.memory.iovecs(iovs, count)
-        self.ctx.memory.set_u32(nwritten, _os(os.pwritev, desc.fd, bufs, offset))
+        self.ctx.memory.set_u32(nwritten, _os(os.pwritev, desc.fd, bufs, _offset(offset)))
 
     def fd_seek(self, fd: int, offset: int, whence: int, out: int) -> None:
         desc = self._file(fd, R.FD_SEEK if (offset, whence) != (0, Whence.CUR) else R.FD_TELL)
@@ -273,13 +288,16 @@ class Preview1:
     def fd_advise(self, fd: int, offset: int, length: int, advice: int) -> None:
         if advice not in _ADVICE:
             raise WasiError(Errno.INVAL)
-        _os(os.posix_fadvise, self._file(fd, R.FD_ADVISE).fd, offset, length, _ADVICE[Advice(advice)])
+        desc = self._file(fd, R.FD_ADVISE)
+        _os(os.posix_fadvise, desc.fd, _signed(offset), _signed(length), _ADVICE[Advice(advice)])
 
     def fd_allocate(self, fd: int, offset: int, length: int) -> None:
         desc = self._file(fd, R.FD_ALLOCATE)
-        size = _os(os.fstat, desc.fd).st_size
-        if offset + length > size:
-            _os(os.ftruncate, desc.fd, offset + length)
+        end = _offset(offset) + _offset(length)
+        if end >= 1 << 63:
+            raise WasiError(Errno.FBIG)
+        if end > _os(os.fstat, desc.fd).st_size:
+            _os(os.ftruncate, desc.fd, end)
 
     def fd_filestat_get(self, fd: int, out: int) -> None:
         st = self.fds.get(fd, R.FD_FILESTAT_GET).stat()
@@ -288,7 +306,7 @@ class Preview1:
         )
 
     def fd_filestat_set_size(self, fd: int, size: int) -> None:
-        _os(os.ftruncate, self._file(fd, R.FD_FILESTAT_SET_SIZE).fd, size)
+        _os(os.ftruncate, self._file(fd, R.FD_FILESTAT_SET_SIZE).fd, _offset(size))
 
     def fd_filestat_set_times(self, fd: int, atim: int, mtim: int, flags: int) -> None:
         desc = self._file(fd, R.FD_FILESTAT_SET_TIMES)
@@ -298,12 +316,12 @@ class Preview1:
         desc = self.fds.directory(fd, R.FD_READDIR)
         mem = self.ctx.memory
         mem.check(buf, length)
+        mem.check(used, 4)
         listing = desc.read_listing() if cookie == 0 or not desc.listing else desc.listing
         out = bytearray()
         for index in range(cookie, len(listing)):
             name, ino, kind = listing[index]
-            raw = name.encode()
-            out += DIRENT.pack(index + 1, ino, len(raw), kind) + raw
+            out += DIRENT.pack(index + 1, ino, len(name), kind) + name
             if len(out) >= length:
                 break
         mem.write(buf, out[:length])
@@ -426,7 +444,7 @@ class Preview1:
 
     # --- poll ----------------------------------------------------------------------------
 
-    def poll_oneoff(self, in_ptr: int, out_ptr: int, nsubs: int, nevents: int) -> None:
+    async def poll_oneoff(self, in_ptr: int, out_ptr: int, nsubs: int, nevents: int) -> None:
         """Level-triggered poll, except that readiness the guest already saw and did no I/O
         about since is held back up to ``idle_backoff`` (growing while the guest stays idle),
         so guests that re-poll every writable socket (mio_wasi 0.8.7) do not spin."""
@@ -446,7 +464,7 @@ class Preview1:
                 self._idle_ns = 0 if fresh else min((self._idle_ns or _FIRST_HOLD_NS) * 2, self._max_idle_ns)
                 for r in chosen:
                     if r.desc is not None:
-                        self._seen[(r.fd, r.event.type)] = r.desc.io_seq
+                        self._seen.setdefault(r.desc, {})[r.event.type] = r.desc.io_seq
                 mem.write(out_ptr, poll.encode([r.event for r in chosen]))
                 mem.set_u32(nevents, len(chosen))
                 return
@@ -458,7 +476,7 @@ class Preview1:
             busy = {(r.fd, r.event.type) for r in ready}
             readers = [self._osfd(s) for s in subs if s.type == EventType.FD_READ and (s.fd, s.type) not in busy]
             writers = [self._osfd(s) for s in subs if s.type == EventType.FD_WRITE and (s.fd, s.type) not in busy]
-            self.ctx.wait(
+            await self.ctx.wait(
                 [fd for fd in readers if fd is not None],
                 [fd for fd in writers if fd is not None],
                 None if deadline is None else max(0, deadline - now) / 1e9,
@@ -506,7 +524,7 @@ class Preview1:
             for pos, sub, desc, osfd in polled:
                 event = poll.fd_event(sub, revents.get(osfd, 0))
                 if event is not None:
-                    stale = self._max_idle_ns > 0 and self._seen.get((sub.fd, sub.type)) == desc.io_seq
+                    stale = self._max_idle_ns > 0 and self._seen.get(desc, {}).get(sub.type) == desc.io_seq
                     ready.insert(pos + inserted, _Ready(event, sub.fd, desc, stale))
                     inserted += 1
         return ready
@@ -548,8 +566,11 @@ def _filestat(st: os.stat_result) -> bytes:
 
 
 def _times(st: os.stat_result, atim: int, mtim: int, flags: int) -> tuple[int, int]:
+    """(atime, mtime) in ns; a time past 2262 does not fit the host's 64-bit ns: ``OVERFLOW``."""
     if (flags & FST_ATIM and flags & FST_ATIM_NOW) or (flags & FST_MTIM and flags & FST_MTIM_NOW):
         raise WasiError(Errno.INVAL)
+    if (flags & FST_ATIM and atim >= 1 << 63) or (flags & FST_MTIM and mtim >= 1 << 63):
+        raise WasiError(Errno.OVERFLOW)
     now = time.time_ns()
     atime = atim if flags & FST_ATIM else now if flags & FST_ATIM_NOW else st.st_atime_ns
     mtime = mtim if flags & FST_MTIM else now if flags & FST_MTIM_NOW else st.st_mtime_ns

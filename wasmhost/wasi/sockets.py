@@ -8,17 +8,22 @@ and generation rules follow docs/spec: ``SOCKET_FUNCTIONS`` lists every (name, t
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno as os_errno
+import fcntl
 import ipaddress
 import logging
+import os
 import socket
 import struct
+import termios
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..net.policy import IPAddress, Network
+from ..net.connections import Connection, Connections
+from ..net.policy import IPAddress, Network, host_name, normalise
 from .abi import FDFLAG_NONBLOCK, U32, Errno, Filetype, Rights, WasiError, from_os
 from .context import WasiContext
 from .fdtable import Buffers, Descriptor
@@ -46,6 +51,17 @@ _ADDRINFO = struct.Struct("<HBBBxxxIIII I".replace(" ", ""))  # 28 bytes
 _SOCKADDR = struct.Struct("<BxxxII")  # family, sa_data_len, sa_data
 _LINGER = struct.Struct("<ii")
 _TIMEVAL = struct.Struct("<qq")
+#: The 7-param ``sock_recv_from`` of crate 0.4.x reads {family u16, port u16, IPv4} from a
+#: 16-byte buffer and takes the sender for IPv4 only when the family is Linux's AF_INET (2).
+_OLD_RECV_FROM = struct.Struct("<HH4s8x")
+_OLD_AF_INET = 2
+
+#: How long a guest's name lookup may run before it fails with AIAGAIN (glibc's resolver
+#: alone may take 5 s per server and attempt).
+RESOLVE_TIMEOUT = 5.0
+#: Lookups running at once in this process, abandoned ones included; past that a lookup
+#: fails with AIAGAIN at once instead of starting another thread.
+_LOOKUP_SLOTS = threading.BoundedSemaphore(32)
 
 SOCKET_RIGHTS = int(
     Rights.FD_READ | Rights.FD_WRITE | Rights.FD_FDSTAT_SET_FLAGS | Rights.POLL_FD_READWRITE
@@ -118,8 +134,22 @@ class Socket(Descriptor):
         self.guest_port: int | None = None  # the port the guest asked for, when remapped
         self.peers: set[tuple[str, int]] = set()  # UDP senders the guest may answer
         self.timeouts: dict[int, float | None] = {}  # SO_RCVTIMEO / SO_SNDTIMEO in seconds
+        #: The last data moved was sent, not received: no request is waiting for an answer
+        #: (what lets a draining server close a keep-alive connection between requests).
+        self.answered = True
+        #: An accepted connection: its record, counted in ``owner`` until it closes.
+        self.record: Connection | None = None
+        self.owner: Connections | None = None
+        #: A listener under a concurrency limit: while ``limited_by.full`` the guest polls
+        #: ``_parked`` (a socket that is never readable) instead, so it is not told to accept.
+        self.limited_by: Connections | None = None
+        self._parked: socket.socket | None = None
 
     def os_fd(self) -> int:
+        if self.limited_by is not None and self.limited_by.full:
+            if self._parked is None:
+                self._parked = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            return self._parked.fileno()
         return self.sock.fileno()
 
     def switch_family(self, family: int) -> None:
@@ -132,17 +162,50 @@ class Socket(Descriptor):
         self.sock.close()
         self.sock = replacement
 
+    def recv(self, bufs: Buffers, flags: int = 0) -> tuple[int, int, Any]:
+        """``recvmsg`` into ``bufs``: (bytes, message flags, sender)."""
+        n, _anc, msg_flags, addr = _os(self.sock.recvmsg_into, bufs, 0, flags)
+        if n:
+            self.answered = False
+            if self.record is not None:
+                self.record.received += n
+        return n, msg_flags, addr
+
+    def send(self, bufs: Buffers, *target: Any) -> int:
+        sent: int = _os(self.sock.sendmsg, bufs, [], socket.MSG_NOSIGNAL, *target)
+        if sent:
+            self.answered = True
+            if self.record is not None:
+                self.record.sent += sent
+        return sent
+
     def readv(self, bufs: Buffers) -> int:
-        return _os(self.sock.recvmsg_into, bufs)[0]
+        return self.recv(bufs)[0]
 
     def writev(self, bufs: Buffers) -> int:
-        return _os(self.sock.sendmsg, bufs, [], socket.MSG_NOSIGNAL)
+        return self.send(bufs)
+
+    def idle(self) -> bool:
+        """Open, answered, nothing unread and everything sent acknowledged by the peer."""
+        if self.sock.fileno() < 0 or not self.answered:
+            return False
+        try:
+            unread = fcntl.ioctl(self.sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+            unsent = fcntl.ioctl(self.sock.fileno(), _SIOCOUTQ, b"\0\0\0\0")
+        except OSError:
+            return True  # not connected any more: nothing in flight
+        return unread == unsent == b"\0\0\0\0"
 
     def stat(self) -> None:
         return None
 
     def close(self) -> None:
+        if self.owner is not None and self.record is not None:
+            self.owner.closed(self.record)
+            self.owner = None
         self.sock.close()
+        if self._parked is not None:
+            self._parked.close()
 
 
 def _os(func: Callable[..., _T], *args: Any) -> _T:
@@ -166,7 +229,10 @@ class Sockets:
         self.name = name
         self.g1 = False  # switched on by the first zero family/type (crate 0.2-0.3 guests)
         self.listening: list[tuple[str, int]] = []
+        self.connections = Connections(name, network.limit_concurrency)
         self._warned: set[str] = set()
+        self._listeners: list[Socket] = []
+        self._connections: weakref.WeakSet[Socket] = weakref.WeakSet()
 
     @property
     def mem(self) -> GuestMemory:
@@ -179,13 +245,19 @@ class Sockets:
         return desc
 
     def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
+        """Log ``message`` the first time ``key`` comes up; past ``_MAX_WARNINGS`` distinct
+        keys, one last line says the rest are not logged (a guest cannot flood the log)."""
+        if key in self._warned or len(self._warned) > _MAX_WARNINGS:
+            return
+        self._warned.add(key)
+        if len(self._warned) > _MAX_WARNINGS:
+            log.warning("%s: more network warnings; no more are logged for this guest", self.name)
+        else:
             log.warning("%s: %s", self.name, message)
 
-    def _wait_io(self, sock: Socket, write: bool, op: Callable[[], _T], timeout_opt: int | None = None) -> _T:
+    async def _wait_io(self, sock: Socket, write: bool, op: Callable[[], _T], timeout_opt: int | None = None) -> _T:
         timeout = sock.timeouts.get(timeout_opt) if timeout_opt is not None else None
-        return self.ctx.blocking(sock, write, op, timeout)
+        return await self.ctx.blocking(sock, write, op, timeout)
 
     # --- addresses -----------------------------------------------------------------------
 
@@ -252,62 +324,134 @@ class Sockets:
         sock = self._socket(fd)
         family, ip = self._address(addr, storage)
         self._sockaddr(sock, family, ip, port)  # the guest's own request must match its socket
-        host, host_port = self.network.bind_target(ip, port & 0xFFFF)
+        self._bind_host(sock, ip, port & 0xFFFF, switch=True)
+        if sock.sock.type == socket.SOCK_DGRAM:
+            self._announce(sock, "udp ")
+
+    def _bind_host(self, sock: Socket, ip: IPAddress, port: int, switch: bool) -> None:
+        """Bind where the policy puts the guest's ``bind(ip, port)``. A socket of the other
+        family than the target is re-created in that family if ``switch`` (it is not
+        connected to anything yet), else refused: its peer is of its own family."""
+        host, host_port = self.network.bind_target(ip, port)
         host_ip = ipaddress.ip_address(host)
         host_family = INET4 if host_ip.version == 4 else INET6
-        if host_family != family:
+        if _FAMILY[host_family] != sock.sock.family:
+            if not switch:
+                other = 10 - host_ip.version
+                self._warn_once(f"family {host}", f"local address {host} cannot be used by an IPv{other} socket")
+                raise WasiError(Errno.ADDRNOTAVAIL)
             sock.switch_family(_FAMILY[host_family])
         target = self._sockaddr(sock, host_family, host_ip, host_port)
         try:
+            if self.network.reuse_port:
+                sock.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.sock.bind(target)
         except OSError as exc:
             self._warn_once(f"bind {target}", f"cannot bind {_show(target)}: {exc.strerror}")
             raise from_os(exc) from None
-        if (host, host_port) != (str(ip), port & 0xFFFF):
-            sock.guest_port = port & 0xFFFF
-        if sock.sock.type == socket.SOCK_DGRAM:
-            self._announce(sock, "udp ")
+        if port and host_port != port:
+            sock.guest_port = port
+
+    def _bind_unbound(self, sock: Socket, connecting: bool) -> None:
+        """Bind a socket the guest left unbound as if it had bound the unspecified address,
+        port 0, so ``--host`` and ``-p`` hold for the kernel's implicit binds too (listen,
+        and the local side of connect and send_to). Nothing to do where the policy keeps
+        the kernel's own choice (no override, or an unspecified one for an outgoing socket)."""
+        if sock.sock.getsockname()[1]:
+            return
+        unspecified = ipaddress.ip_address("0.0.0.0" if sock.sock.family == socket.AF_INET else "::")
+        host, port = self.network.bind_target(unspecified, 0)
+        host_ip = ipaddress.ip_address(host)
+        if port == 0 and host_ip.is_unspecified and (connecting or host_ip.version == unspecified.version):
+            return
+        if connecting and sock.sock.type == socket.SOCK_STREAM:
+            # Take the port at connect time, so outgoing connections share ephemeral ports.
+            with contextlib.suppress(OSError):
+                sock.sock.setsockopt(socket.SOL_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+        self._bind_host(sock, unspecified, 0, switch=not connecting)
 
     def sock_listen(self, fd: int, backlog: int) -> None:
         sock = self._socket(fd)
+        self._bind_unbound(sock, connecting=False)
         _os(sock.sock.listen, min(backlog, 4096) or 128)
         self._announce(sock, "")
 
     def _announce(self, sock: Socket, proto: str) -> None:
+        self._listeners.append(sock)
+        if not proto and self.connections.limit is not None:
+            sock.limited_by = self.connections
         where = sock.sock.getsockname()
         self.listening.append((where[0], where[1]))
         guest = f" (guest port {sock.guest_port})" if sock.guest_port is not None else ""
         log.info("%s: listening on %s%s%s", self.name, proto, _show(where), guest)
 
-    def sock_connect(self, fd: int, addr: int, port: int) -> None:
-        self._connect(fd, addr, port, storage=False)
+    # --- draining ------------------------------------------------------------------------
 
-    def sock_connect_v2(self, fd: int, addr: int, port: int) -> None:
-        self._connect(fd, addr, port, storage=True)
+    def stop_accepting(self) -> None:
+        """Close every TCP listener on the host side, so the kernel sends new connections
+        to other processes sharing the port (or refuses them). The guest keeps its
+        descriptor: it is never ready again, and accepting on it fails."""
+        for listener in self._listeners:
+            if listener.sock.type != socket.SOCK_STREAM or listener.sock.fileno() < 0:
+                continue
+            where = _show(listener.sock.getsockname())
+            listener.sock.close()
+            listener.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # writable, never readable
+            log.info("%s: stopped accepting on %s", self.name, where)
+        self._listeners.clear()
 
-    def _connect(self, fd: int, addr: int, port: int, storage: bool) -> None:
+    def close_idle(self) -> int:
+        """Shut down the accepted connections that have no request in flight; returns how
+        many are still open (the guest closes the shut-down ones when it sees the EOF)."""
+        open_now = 0
+        for conn in list(self._connections):
+            if conn.idle():
+                with contextlib.suppress(OSError):
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+                self._connections.discard(conn)
+            elif conn.sock.fileno() >= 0:
+                open_now += 1
+        return open_now
+
+    async def sock_connect(self, fd: int, addr: int, port: int) -> None:
+        await self._connect(fd, addr, port, storage=False)
+
+    async def sock_connect_v2(self, fd: int, addr: int, port: int) -> None:
+        await self._connect(fd, addr, port, storage=True)
+
+    async def _connect(self, fd: int, addr: int, port: int, storage: bool) -> None:
         sock = self._socket(fd)
         family, ip = self._address(addr, storage)
         target = self._sockaddr(sock, family, ip, port)
         self._check_outbound(ip, port & 0xFFFF, "connect to")
+        self._bind_unbound(sock, connecting=True)
         sock.io_seq += 1
         code = sock.sock.connect_ex(target)
         if code in (os_errno.EINPROGRESS, os_errno.EAGAIN):
             if sock.flags & FDFLAG_NONBLOCK:
                 raise WasiError(Errno.INPROGRESS)
-            self.ctx.wait([], [sock.os_fd()], None)
-            while not _writable(sock.sock):
-                self.ctx.wait([], [sock.os_fd()], None)
+            await self._until_connected(sock)
             code = sock.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             raise from_os(OSError(code, ""))
         self._tune(sock)
 
+    async def _until_connected(self, sock: Socket) -> None:
+        """Wait for a blocking connect. As on Linux, SO_SNDTIMEO bounds the wait and its
+        expiry is ``INPROGRESS`` (the connection attempt goes on)."""
+        timeout = sock.timeouts.get(socket.SO_SNDTIMEO)
+        deadline = None if timeout is None else self.ctx.clock() + timeout
+        while not _writable(sock.sock):
+            remaining = None if deadline is None else deadline - self.ctx.clock()
+            if remaining is not None and remaining <= 0:
+                raise WasiError(Errno.INPROGRESS)
+            await self.ctx.wait([], [sock.os_fd()], remaining)
+
     def _check_outbound(self, ip: IPAddress, port: int, action: str) -> None:
         if not self.network.allows_outbound(ip, port):
-            where = f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+            asked, rule = _show((str(ip), port)), _show((str(normalise(ip)), port))
             self._warn_once(
-                f"deny {where}", f"{action} {where} denied by network policy (allow it with --allow-outbound {where})"
+                f"deny {asked}", f"{action} {asked} denied by network policy (allow it with --allow-outbound {rule})"
             )
             raise WasiError(Errno.ACCES)
 
@@ -316,71 +460,76 @@ class Sockets:
             with contextlib.suppress(OSError):
                 sock.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def sock_accept_v1(self, fd: int, out: int) -> None:
-        self._accept(fd, 0, out)
+    async def sock_accept_v1(self, fd: int, out: int) -> None:
+        await self._accept(fd, 0, out)
 
-    def sock_accept_v2(self, fd: int, flags: int, out: int) -> None:
+    async def sock_accept_v2(self, fd: int, flags: int, out: int) -> None:
         if flags & ~0x1F:
             raise WasiError(Errno.INVAL)
-        self._accept(fd, flags & FDFLAG_NONBLOCK, out)
+        await self._accept(fd, flags & FDFLAG_NONBLOCK, out)
 
-    def _accept(self, fd: int, flags: int, out: int) -> None:
+    async def _accept(self, fd: int, flags: int, out: int) -> None:
         listener = self._socket(fd)
         self.mem.check(out, 4)
-        conn, _ = self._wait_io(listener, False, lambda: _os(listener.sock.accept))
+        conn, peer = await self._wait_io(listener, False, lambda: self._accept_now(listener), socket.SO_RCVTIMEO)
         accepted = Socket(conn, flags)
         accepted.guest_port = listener.guest_port
         self._tune(accepted)
+        accepted.record, accepted.owner = self.connections.opened(_show(peer)), self.connections
         self.mem.set_u32(out, self.fds.add(accepted))
+        self._connections.add(accepted)
+
+    def _accept_now(self, listener: Socket) -> tuple[socket.socket, Any]:
+        if listener.limited_by is not None and listener.limited_by.full:
+            raise WasiError(Errno.AGAIN)
+        return _os(listener.sock.accept)
 
     # --- data ----------------------------------------------------------------------------
 
-    def sock_recv(self, fd: int, iovs: int, count: int, flags: int, out_len: int, out_flags: int) -> None:
+    async def sock_recv(self, fd: int, iovs: int, count: int, flags: int, out_len: int, out_flags: int) -> None:
         sock = self._socket(fd)
         bufs = self.mem.iovecs(iovs, count)
         self.mem.check(out_len, 4)
         self.mem.check(out_flags, 2)
-        n, msg_flags, _ = self._recv(sock, bufs, flags)
+        n, msg_flags, _ = await self._recv(sock, bufs, flags)
         self.mem.set_u32(out_len, n)
         self.mem.write(out_flags, struct.pack("<H", ROFLAG_TRUNCATED if msg_flags & socket.MSG_TRUNC else 0))
 
-    def _recv(self, sock: Socket, bufs: Buffers, flags: int) -> tuple[int, int, Any]:
+    async def _recv(self, sock: Socket, bufs: Buffers, flags: int) -> tuple[int, int, Any]:
         if flags & ~(RIFLAG_PEEK | RIFLAG_WAITALL):
             raise WasiError(Errno.INVAL)
         host_flags = (socket.MSG_PEEK if flags & RIFLAG_PEEK else 0) | (
             socket.MSG_WAITALL if flags & RIFLAG_WAITALL else 0
         )
-        n, _anc, msg_flags, addr = self._wait_io(
-            sock, False, lambda: _os(sock.sock.recvmsg_into, bufs, 0, host_flags), socket.SO_RCVTIMEO
-        )
+        n, msg_flags, addr = await self._wait_io(sock, False, lambda: sock.recv(bufs, host_flags), socket.SO_RCVTIMEO)
         if addr and sock.sock.type == socket.SOCK_DGRAM:
             sock.peers.add((addr[0], addr[1]))
         return n, msg_flags, addr
 
-    def sock_recv_from_v1(
+    async def sock_recv_from_v1(
         self, fd: int, iovs: int, count: int, addr: int, flags: int, out_len: int, out_flags: int
     ) -> None:
         sock = self._socket(fd)
         bufs = self.mem.iovecs(iovs, count)
         buf, length = _ADDRESS.unpack_from(self.mem.check(addr, 8), addr)
-        n, msg_flags, peer = self._recv(sock, bufs, flags)
+        n, msg_flags, peer = await self._recv(sock, bufs, flags)
         if peer:
             ip = ipaddress.ip_address(peer[0].split("%")[0])
             if length == 16 and ip.version == 4:
-                # Crate 0.4.x layout: {family u16, port u16 (host order), address}.
-                self.mem.write(buf, struct.pack("<HH", INET4, peer[1]) + ip.packed + bytes(8))
+                # A 16-byte buffer for an IPv4 sender can only be crate 0.4.x's layout.
+                self.mem.write(buf, _OLD_RECV_FROM.pack(_OLD_AF_INET, peer[1], ip.packed))
             else:
                 self._write_address(addr, peer, storage=False)
         self.mem.set_u32(out_len, n)
         self.mem.write(out_flags, struct.pack("<H", ROFLAG_TRUNCATED if msg_flags & socket.MSG_TRUNC else 0))
 
-    def sock_recv_from_v2(
+    async def sock_recv_from_v2(
         self, fd: int, iovs: int, count: int, addr: int, flags: int, out_port: int, out_len: int, out_flags: int
     ) -> None:
         sock = self._socket(fd)
         bufs = self.mem.iovecs(iovs, count)
         _, length = _ADDRESS.unpack_from(self.mem.check(addr, 8), addr)
-        n, msg_flags, peer = self._recv(sock, bufs, flags)
+        n, msg_flags, peer = await self._recv(sock, bufs, flags)
         if peer:
             self._write_address(addr, peer, storage=length == _STORAGE)
             # Host byte order: what guests mean (WasmEdge writes network order, its bug #2491).
@@ -388,24 +537,26 @@ class Sockets:
         self.mem.set_u32(out_len, n)
         self.mem.write(out_flags, struct.pack("<H", ROFLAG_TRUNCATED if msg_flags & socket.MSG_TRUNC else 0))
 
-    def sock_send(self, fd: int, iovs: int, count: int, flags: int, out_len: int) -> None:
+    async def sock_send(self, fd: int, iovs: int, count: int, flags: int, out_len: int) -> None:
         sock = self._socket(fd)
         if flags:
             raise WasiError(Errno.INVAL)
         bufs = self.mem.iovecs(iovs, count)
         self.mem.check(out_len, 4)
-        sent = self._wait_io(
-            sock, True, lambda: _os(sock.sock.sendmsg, bufs, [], socket.MSG_NOSIGNAL), socket.SO_SNDTIMEO
-        )
+        sent = await self._wait_io(sock, True, lambda: sock.send(bufs), socket.SO_SNDTIMEO)
         self.mem.set_u32(out_len, sent)
 
-    def sock_send_to(self, fd: int, iovs: int, count: int, addr: int, port: int, flags: int, out_len: int) -> None:
-        self._send_to(fd, iovs, count, addr, port, flags, out_len, storage=False)
+    async def sock_send_to(
+        self, fd: int, iovs: int, count: int, addr: int, port: int, flags: int, out_len: int
+    ) -> None:
+        await self._send_to(fd, iovs, count, addr, port, flags, out_len, storage=False)
 
-    def sock_send_to_v2(self, fd: int, iovs: int, count: int, addr: int, port: int, flags: int, out_len: int) -> None:
-        self._send_to(fd, iovs, count, addr, port, flags, out_len, storage=True)
+    async def sock_send_to_v2(
+        self, fd: int, iovs: int, count: int, addr: int, port: int, flags: int, out_len: int
+    ) -> None:
+        await self._send_to(fd, iovs, count, addr, port, flags, out_len, storage=True)
 
-    def _send_to(
+    async def _send_to(
         self, fd: int, iovs: int, count: int, addr: int, port: int, flags: int, out_len: int, storage: bool
     ) -> None:
         sock = self._socket(fd)
@@ -417,7 +568,8 @@ class Sockets:
             self._check_outbound(ip, port & 0xFFFF, "send to")
         bufs = self.mem.iovecs(iovs, count)
         self.mem.check(out_len, 4)
-        sent = self._wait_io(sock, True, lambda: _os(sock.sock.sendmsg, bufs, [], socket.MSG_NOSIGNAL, target))
+        self._bind_unbound(sock, connecting=True)
+        sent = await self._wait_io(sock, True, lambda: sock.send(bufs, target), socket.SO_SNDTIMEO)
         self.mem.set_u32(out_len, sent)
 
     def sock_shutdown(self, fd: int, how: int) -> None:
@@ -510,7 +662,7 @@ class Sockets:
 
     # --- name resolution -----------------------------------------------------------------
 
-    def sock_getaddrinfo(
+    async def sock_getaddrinfo(
         self, node: int, node_len: int, service: int, service_len: int, hints: int, res: int, max_len: int, out_len: int
     ) -> None:
         host = self.mem.read(node, node_len).rstrip(b"\0").decode("utf-8", "replace")
@@ -526,14 +678,20 @@ class Sockets:
             raise WasiError(Errno.AIFAMILY)
         if kind not in (0, DGRAM, STREAM) or proto not in (0, 1, 2):
             raise WasiError(Errno.NOSYS)
-        results = self._resolve(
-            host or None,
+        query = (
             port or None,
             _FAMILY.get(family, 0),
             _KIND.get(kind, 0),
             {0: 0, 1: socket.IPPROTO_TCP, 2: socket.IPPROTO_UDP}[proto],
             _host_ai_flags(flags),
         )
+        results = _local_answer(host, *query)
+        if results is None:
+            if not self.network.allows_lookup(host):
+                hint = f"allow it with --allow-outbound {host}"
+                self._warn_once("deny lookup", f"name lookup of {host!r} denied by network policy ({hint})")
+                raise WasiError(Errno.AIFAIL)
+            results = await self._resolve(host, *query)
         entry = self.mem.u32(res)
         written = 0
         for fam, sock_kind, sock_proto, canon, sockaddr in results[:max_len]:
@@ -544,18 +702,22 @@ class Sockets:
             entry = self.mem.u32(entry + 24)
         self.mem.set_u32(out_len, written)
 
-    def _resolve(self, host: str | None, port: str | None, family: int, kind: int, proto: int, flags: int) -> list[Any]:
-        """getaddrinfo through the loop's resolver when serving, else in this thread."""
+    async def _resolve(self, host: str, port: str | None, family: int, kind: int, proto: int, flags: int) -> list[Any]:
+        """getaddrinfo on a lookup thread, waited for through the context: a stop wakes the
+        guest, and after ``RESOLVE_TIMEOUT`` seconds the lookup fails with AIAGAIN."""
+        lookup = _Lookup(host, port, family, kind, proto, flags)
         try:
-            loop = self.ctx.loop
-            if loop is not None:
-                future = asyncio.run_coroutine_threadsafe(
-                    loop.getaddrinfo(host, port, family=family, type=kind, proto=proto, flags=flags), loop
-                )
-                return list(future.result())
-            return socket.getaddrinfo(host, port, family, kind, proto, flags)
-        except socket.gaierror as exc:
-            raise WasiError(_GAI_ERRORS.get(exc.errno, Errno.AIFAIL)) from None
+            deadline = self.ctx.clock() + RESOLVE_TIMEOUT
+            while not lookup.done.is_set():
+                remaining = deadline - self.ctx.clock()
+                if remaining <= 0:
+                    raise WasiError(Errno.AIAGAIN)
+                await self.ctx.wait([lookup.ready], [], remaining)
+        finally:
+            os.close(lookup.ready)
+        if lookup.error is not None:
+            raise _gai_error(lookup.error)
+        return lookup.results
 
     def _write_addrinfo(
         self, entry: int, family: int, kind: int, proto: int, canon: str, sockaddr: tuple[Any, ...]
@@ -595,12 +757,82 @@ class Sockets:
                 self.mem.write(data_ptr, data)
 
 
+class _Lookup:
+    """One getaddrinfo on a daemon thread (a lookup the guest gave up on never delays the
+    host's exit), announced on a pipe the guest can wait on like on any fd. Each end of the
+    pipe has one owner: the thread closes the write end, the guest the read end."""
+
+    def __init__(self, *args: Any) -> None:
+        if not _LOOKUP_SLOTS.acquire(blocking=False):
+            raise WasiError(Errno.AIAGAIN)
+        self.done = threading.Event()
+        self.results: list[Any] = []
+        self.error: Exception | None = None
+        try:
+            self.ready, self._signal = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            _LOOKUP_SLOTS.release()
+            raise WasiError(Errno.AISYSTEM) from None
+        threading.Thread(target=self._run, args=args, name="wasmhost-getaddrinfo", daemon=True).start()
+
+    def _run(self, *args: Any) -> None:
+        try:
+            self.results = socket.getaddrinfo(*args)
+        except (OSError, UnicodeError) as exc:
+            self.error = exc
+        finally:
+            _LOOKUP_SLOTS.release()
+            self.done.set()
+            with contextlib.suppress(OSError):
+                os.write(self._signal, b"\0")
+            os.close(self._signal)
+
+
+def _local_answer(host: str, port: str | None, family: int, kind: int, proto: int, flags: int) -> list[Any] | None:
+    """getaddrinfo's answer where no query need leave the host, else None: no host (the
+    wildcard or loopback address), an IP literal, or ``localhost`` and names under it, which
+    are the loopback addresses (RFC 6761) whatever the resolver would say."""
+    if not host:
+        literals: tuple[str | None, ...] = (None,)
+    elif host_name(host) == "localhost" or host_name(host).endswith(".localhost"):
+        literals = ("127.0.0.1", "::1")
+    else:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return None
+        literals = (host,)
+    results: list[Any] = []
+    errors: list[Exception] = []
+    for literal in literals:
+        numeric = flags | socket.AI_NUMERICHOST if literal else flags
+        try:
+            results += socket.getaddrinfo(literal, port, family, kind, proto, numeric)
+        except (OSError, UnicodeError) as exc:
+            errors.append(exc)
+    if not results:
+        raise _gai_error(errors[0])
+    return results
+
+
+def _gai_error(exc: Exception) -> WasiError:
+    """The guest's errno for a failed getaddrinfo."""
+    if isinstance(exc, socket.gaierror):
+        return WasiError(_GAI_ERRORS.get(exc.errno, Errno.AIFAIL))
+    return WasiError(Errno.AINONAME if isinstance(exc, UnicodeError) else Errno.AIFAIL)
+
+
 def _writable(sock: socket.socket) -> bool:
     import select
 
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLOUT)
     return bool(poller.poll(0))
+
+
+_MAX_WARNINGS = 16  # distinct network warnings logged per guest
+_IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+_SIOCOUTQ = termios.TIOCOUTQ  # the same request on sockets: bytes sent and not yet acknowledged
 
 
 def _show(addr: tuple[Any, ...]) -> str:

@@ -1,0 +1,64 @@
+"""wasi:http guest: GETs the URL named by the ``x-fetch-url`` header and relays status and body."""
+
+from urllib.parse import urlsplit
+
+from componentize_py_types import Err, Ok
+from guest_http import respond
+from wit_world import exports
+from wit_world.imports import outgoing_handler, streams, types
+from wit_world.imports.types import (
+    Fields,
+    IncomingBody,
+    IncomingRequest,
+    OutgoingBody,
+    OutgoingRequest,
+    ResponseOutparam,
+)
+
+
+def fetch(url: str) -> tuple[int, bytes]:
+    parts = urlsplit(url)
+    request = OutgoingRequest(Fields())
+    request.set_scheme(types.Scheme_Https() if parts.scheme == "https" else types.Scheme_Http())
+    request.set_authority(parts.netloc)
+    request.set_path_with_query(parts.path + ("?" + parts.query if parts.query else "") or "/")
+    OutgoingBody.finish(request.body(), None)
+    # Child resources (a pollable, a body's stream) must be dropped before their parents: `with`.
+    with outgoing_handler.handle(request, None) as future:
+        with future.subscribe() as ready:
+            ready.block()
+        outcome = future.get()
+    # option<result<result<incoming-response, error-code>>>: unwrap each layer, raising an Err.
+    while isinstance(outcome, (Ok, Err)):
+        if isinstance(outcome, Err):
+            raise outcome
+        outcome = outcome.value
+    assert isinstance(outcome, types.IncomingResponse)
+    with outcome as answer:
+        status, body = answer.status(), answer.consume()
+        data = bytearray()
+        with body.stream() as stream:
+            while True:
+                try:
+                    data += stream.blocking_read(65536)
+                except Err as err:
+                    if isinstance(err.value, streams.StreamError_Closed):
+                        break
+                    raise
+        with IncomingBody.finish(body):
+            return status, bytes(data)
+
+
+class IncomingHandler(exports.IncomingHandler):
+    def handle(self, request: IncomingRequest, response_out: ResponseOutparam) -> None:
+        urls = request.headers().get("x-fetch-url")
+        if not urls:
+            respond(response_out, 400, "text/plain", b"missing x-fetch-url header\n")
+            return
+        try:
+            status, data = fetch(urls[0].decode())
+        except Err as err:
+            respond(response_out, 502, "text/plain", f"fetch failed: {err.value}\n".encode())
+            return
+        respond(response_out, status, "application/octet-stream", data)
+

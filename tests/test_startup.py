@@ -1,0 +1,64 @@
+"""Starting stays cheap: the registry client (oras, requests, urllib3) loads only when a command uses it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+REGISTRY_CLIENT = ("oras", "requests", "urllib3")
+
+
+def loaded_after(code: str) -> set[str]:
+    """Which of REGISTRY_CLIENT, wasmtime and asyncio a fresh interpreter holds after running ``code``."""
+    watched = (*REGISTRY_CLIENT, "wasmtime", "asyncio")
+    report = f"\nimport sys\nprint(*[m for m in {watched!r} if m in sys.modules], file=sys.stderr)"
+    done = subprocess.run([sys.executable, "-c", code + report], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return set(done.stderr.splitlines()[-1].split())
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import wasmhost",
+        "import wasmhost.cli",
+        "import wasmhost.oci",
+        "from wasmhost.oci import Bundle, Reference, parse_reference, read_bundle",
+        "from wasmhost.cli import build_parser\nbuild_parser().parse_args(['oci', 'pull', 'oci://example.com/a:b'])",
+    ],
+)
+def test_imports_and_parsing_load_no_registry_client(code: str) -> None:
+    assert loaded_after(code).isdisjoint(REGISTRY_CLIENT)
+
+
+def test_running_a_local_module_loads_no_registry_client(guest: Callable[[str], Path]) -> None:
+    code = f"from wasmhost.cli import main\nassert main(['run', {str(guest('print-args'))!r}, 'x']) == 0"
+    assert loaded_after(code).isdisjoint(REGISTRY_CLIENT)
+
+
+def test_pulling_loads_the_registry_client() -> None:
+    """The check above can fail: the code that talks to registries does load it."""
+    assert loaded_after("from wasmhost.oci import pull") >= set(REGISTRY_CLIENT)
+
+
+def test_import_wasmhost_alone_loads_neither_wasmtime_nor_asyncio() -> None:
+    assert loaded_after("import wasmhost").isdisjoint({"wasmtime", "asyncio"})
+    assert loaded_after("from wasmhost import Instance") >= {"wasmtime", "asyncio"}
+
+
+@pytest.mark.parametrize("package", ["wasmhost", "wasmhost.oci"])
+def test_every_public_name_resolves(package: str) -> None:
+    code = (
+        f"import importlib\nmodule = importlib.import_module({package!r})\n"
+        "missing = [n for n in module.__all__ if getattr(module, n, None) is None]\n"
+        "assert not missing, missing\n"
+        "try:\n    module.no_such_name\nexcept AttributeError as exc:\n    assert 'no_such_name' in str(exc)\n"
+        "else:\n    raise AssertionError('no AttributeError')"
+    )
+    loaded_after(code)
