@@ -19,6 +19,7 @@ from .._native.component import Err, Ok
 from .context import Wasi
 from .http import TYPES, Fields, IncomingBody, OutgoingBody
 from .io import subscribe
+from .poll import TaskReadiness
 
 HANDLER = "wasi:http/outgoing-handler@0.2.0"
 RESOURCES: list[tuple[str, str]] = []  # all defined by wasi:http/types (``http.RESOURCES``)
@@ -66,21 +67,12 @@ class IncomingResponse:
         self.body: IncomingBody | None = body
 
 
-class FutureResponse:
+class FutureResponse(TaskReadiness):
     """A response on its way: the client task, ready when it has the response head or failed."""
 
     def __init__(self, task: asyncio.Task[IncomingResponse]) -> None:
-        self.task = task
+        super().__init__(task)
         self.taken = False
-
-    def ready(self) -> bool:
-        return self.task.done()
-
-    async def wait(self) -> None:
-        await asyncio.wait([self.task])
-
-    def close(self) -> None:
-        self.task.cancel()
 
 
 # --- the client -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -15,6 +15,23 @@ class Readiness(Protocol):
     def ready(self) -> bool: ...
 
     async def wait(self) -> None: ...
+
+
+class TaskReadiness:
+    """Ready when an asyncio task is done (a name lookup, an outgoing request); closing it
+    cancels the task."""
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+
+    def ready(self) -> bool:
+        return self.task.done()
+
+    async def wait(self) -> None:
+        await asyncio.wait([self.task])
+
+    def close(self) -> None:
+        self.task.cancel()
 
 
 @attrs.define

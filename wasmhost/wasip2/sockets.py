@@ -20,6 +20,7 @@ from typing import Any
 from .._native.component import Err, Ok
 from .context import Wasi
 from .io import subscribe
+from .poll import TaskReadiness
 from .streams import Feed, Pipe
 
 NETWORK = "wasi:sockets/network@0.2.0"
@@ -121,21 +122,12 @@ async def _drain(pipe: Pipe, writer: asyncio.StreamWriter) -> None:
             writer.write_eof()
 
 
-class Lookup:
+class Lookup(TaskReadiness):
     """A name being resolved; ``resolve-next-address`` hands out its addresses one by one."""
 
     def __init__(self, task: asyncio.Task[list[str]]) -> None:
-        self.task = task
+        super().__init__(task)
         self.addresses: list[str] | None = None
-
-    def ready(self) -> bool:
-        return self.task.done()
-
-    async def wait(self) -> None:
-        await asyncio.wait([self.task])
-
-    def close(self) -> None:
-        self.task.cancel()
 
 
 # --- functions --------------------------------------------------------------------------------
