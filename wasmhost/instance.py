@@ -243,6 +243,7 @@ class Instance:
         finally:
             if timer is not None:
                 timer.cancel()
+            self._ctx.release()
             self._loop = self._ctx.loop = None
             self._reason = None
             self._state = State.IDLE

@@ -5,6 +5,11 @@ A guest runs on a fiber driven by the event loop (``_native.fiber``). A host fun
 must block is a coroutine: it awaits ``wait()``, which registers the descriptors on the loop
 (uvloop when serving), and the fiber stays suspended until they are ready, a timer fires or
 the instance is stopped. Other guests and the application's coroutines run meanwhile.
+
+A registration outlives the wait: a server waits on the same few descriptors over and over,
+and registering anew each time costs more than the rest of the wait (about 10 µs on uvloop,
+20 µs on asyncio's loop). It ends when the descriptor is closed (``forget``), when the loop
+reports readiness nobody is waiting for, and when the call ends (``release``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import select
 import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
+
+_Key = tuple[int, bool]  # (host descriptor, whether waiting to write)
 
 from .abi import FDFLAG_NONBLOCK, Errno, WasiError
 from .fdtable import Descriptor, FdTable
@@ -53,6 +60,11 @@ class WasiContext:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stop_reason = stop_reason
         self._waiting: asyncio.Future[None] | None = None
+        self._wanted: set[_Key] = set()
+        #: Descriptors registered on ``_watching`` (see the module docstring).
+        self._watched: set[_Key] = set()
+        self._watching: asyncio.AbstractEventLoop | None = None
+        fds.on_close = self.forget
 
     @staticmethod
     def clock() -> float:
@@ -74,28 +86,52 @@ class WasiContext:
         self.check_stop()
         loop = self.loop
         assert loop is not None, "a guest waits only while a loop drives it"
+        if loop is not self._watching:
+            self.release()
+            self._watching = loop
         future: asyncio.Future[None] = loop.create_future()
-        added: list[tuple[Callable[[int], bool], int]] = []  # (remove_reader or _writer, fd)
+        wanted = {(fd, False) for fd in readers} | {(fd, True) for fd in writers}
         timer = None if timeout is None else loop.call_later(max(0.0, timeout), _settle, future)
         try:
-            for fds, add, remove in ((readers, loop.add_reader, loop.remove_reader),
-                                     (writers, loop.add_writer, loop.remove_writer)):  # fmt: skip
-                for fd in fds:
-                    add(fd, _settle, future)
-                    added.append((remove, fd))
+            for key in wanted - self._watched:
+                (loop.add_writer if key[1] else loop.add_reader)(key[0], self._ready, key)
+                self._watched.add(key)
         except (OSError, ValueError):
             _settle(future)  # a descriptor went bad: the guest's next call on it reports why
-        self._waiting = future
+        self._waiting, self._wanted = future, wanted
         try:
             await future
         finally:
-            # Unregistered before the guest can close a descriptor (libuv aborts on a closed fd).
             self._waiting = None
-            for unregister, fd in added:
-                unregister(fd)
+            self._wanted = set()
             if timer is not None:
                 timer.cancel()
         self.check_stop()
+
+    def _ready(self, key: _Key) -> None:
+        if self._waiting is not None and key in self._wanted:
+            _settle(self._waiting)
+        else:  # level-triggered readiness nobody waits for would be reported on every turn
+            self._unwatch(key)
+
+    def _unwatch(self, key: _Key) -> None:
+        self._watched.discard(key)
+        if self._watching is not None:
+            (self._watching.remove_writer if key[1] else self._watching.remove_reader)(key[0])
+
+    def forget(self, fds: Iterable[int]) -> None:
+        """Unregister host descriptors about to be closed: the loop must not watch a closed
+        descriptor, nor keep watching its number once reused."""
+        for fd in fds:
+            for key in ((fd, False), (fd, True)):
+                if key in self._watched:
+                    self._unwatch(key)
+
+    def release(self) -> None:
+        """Unregister everything (a call ended: its loop may close or run other work)."""
+        for key in list(self._watched):
+            self._unwatch(key)
+        self._watching = None
 
     async def blocking(self, desc: Descriptor, write: bool, op: Callable[[], _T], timeout: float | None = None) -> _T:
         """Run an I/O ``op``; if a blocking-mode descriptor would block, wait and retry.
@@ -128,3 +164,4 @@ class WasiContext:
 
     def close(self) -> None:
         self.fds.close_all()
+        self.release()

@@ -71,6 +71,11 @@ class Descriptor:
         """The host descriptor to poll for readiness, or None when always ready."""
         return None
 
+    def host_fds(self) -> tuple[int, ...]:
+        """Every host descriptor ``os_fd`` may return: what must be unwatched before closing."""
+        fd = self.os_fd()
+        return () if fd is None else (fd,)
+
     def blocks_host(self) -> bool:
         """Whether an I/O call could block the host thread (see ``OsFile``)."""
         return False
@@ -165,6 +170,9 @@ class StderrTail(Descriptor):
 
     def os_fd(self) -> int | None:
         return self.inner.os_fd()
+
+    def host_fds(self) -> tuple[int, ...]:
+        return self.inner.host_fds()
 
     def blocks_host(self) -> bool:
         return self.inner.blocks_host()
@@ -315,6 +323,8 @@ class FdTable:
         self._next = 0
         #: Called the first time the table is full (the instance logs it once).
         self.on_full: Callable[[int], None] | None = None
+        #: Called with a descriptor's ``host_fds`` before it is closed.
+        self.on_close: Callable[[tuple[int, ...]], None] = lambda _fds: None
 
     def add(self, desc: Descriptor) -> int:
         """Give ``desc`` a number; at the limit, close it and raise ``MFILE``.
@@ -356,6 +366,7 @@ class FdTable:
         if desc is None:
             raise WasiError(Errno.BADF)
         heapq.heappush(self._freed, fd)
+        self.on_close(desc.host_fds())
         desc.close()
 
     def renumber(self, fd: int, to: int) -> None:
@@ -365,6 +376,7 @@ class FdTable:
             replaced = self._fds[to]
             self._fds[to] = self._fds.pop(fd)
             heapq.heappush(self._freed, fd)
+            self.on_close(replaced.host_fds())
             _close_quietly(replaced, to)  # as dup2 does, a failing close of the target is not reported
 
     def items(self) -> list[tuple[int, Descriptor]]:
@@ -378,6 +390,7 @@ class FdTable:
         self._freed.clear()
         self._next = 0
         for fd, desc in descs:
+            self.on_close(desc.host_fds())
             _close_quietly(desc, fd)
 
 

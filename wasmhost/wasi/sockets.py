@@ -152,6 +152,10 @@ class Socket(Descriptor):
             return self._parked.fileno()
         return self.sock.fileno()
 
+    def host_fds(self) -> tuple[int, ...]:
+        parked = () if self._parked is None else (self._parked.fileno(),)
+        return (self.sock.fileno(), *parked)
+
     def switch_family(self, family: int) -> None:
         """Re-create the (not yet bound) host socket in another family, keeping SO_REUSEADDR:
         lets ``--host ::1`` serve a guest that opened an IPv4 socket."""
@@ -340,6 +344,7 @@ class Sockets:
                 other = 10 - host_ip.version
                 self._warn_once(f"family {host}", f"local address {host} cannot be used by an IPv{other} socket")
                 raise WasiError(Errno.ADDRNOTAVAIL)
+            self.ctx.forget(sock.host_fds())
             sock.switch_family(_FAMILY[host_family])
         target = self._sockaddr(sock, host_family, host_ip, host_port)
         try:
@@ -395,6 +400,7 @@ class Sockets:
             if listener.sock.type != socket.SOCK_STREAM or listener.sock.fileno() < 0:
                 continue
             where = _show(listener.sock.getsockname())
+            self.ctx.forget(listener.host_fds())
             listener.sock.close()
             listener.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # writable, never readable
             log.info("%s: stopped accepting on %s", self.name, where)
@@ -714,6 +720,7 @@ class Sockets:
                     raise WasiError(Errno.AIAGAIN)
                 await self.ctx.wait([lookup.ready], [], remaining)
         finally:
+            self.ctx.forget((lookup.ready,))
             os.close(lookup.ready)
         if lookup.error is not None:
             raise _gai_error(lookup.error)
