@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fuzz import HERE, TARGETS  # noqa: E402 - after the path to the checkout
+from fuzz.scratch import TMPFS  # noqa: E402
 
 _DONE = re.compile(r"Done (\d+) runs in")
 _PROGRESS = re.compile(r"^#(\d+)\s", re.MULTILINE)
@@ -84,7 +85,7 @@ def main() -> None:
     for target in targets:
         if target not in TARGETS:
             parser.error(f"--targets: no target {target!r} (there are {', '.join(TARGETS)})")
-    with tempfile.TemporaryDirectory(prefix="wasmhost-fuzz-run-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="wasmhost-fuzz-run-", dir=TMPFS) as scratch:
         print(f"{'target':<15} {'seconds':>8} {'executions':>11} {'exec/s':>8} {'crashes':>8}")
         total, found = 0, 0
         for target in targets:

@@ -1,6 +1,7 @@
 """``python -m fuzz TARGET [libFuzzer flags and corpus directories]``: run one target under
-atheris, with wasmhost and h11 instrumented for coverage. ``python -m fuzz seeds`` rewrites
-every target's seed corpus (``fuzz/corpus/``) from its ``seeds()``."""
+atheris, with wasmhost and h11 instrumented for coverage. ``python -m fuzz seeds [TARGET...]``
+rewrites the seed corpus (``fuzz/corpus/``) of those targets, or every target's, from its
+``seeds()``."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import sys
 from . import HERE, TARGETS
 
 
-def _write_seeds() -> None:
-    for target in TARGETS:
+def _write_seeds(targets: list[str]) -> None:
+    for target in targets:
         folder = HERE / "corpus" / target
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.iterdir():
@@ -21,11 +22,11 @@ def _write_seeds() -> None:
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["seeds"]:
-        _write_seeds()
+    if sys.argv[1:2] == ["seeds"] and set(sys.argv[2:]) <= set(TARGETS):
+        _write_seeds(sys.argv[2:] or list(TARGETS))
         return
     if len(sys.argv) < 2 or sys.argv[1] not in TARGETS:
-        sys.exit(f"usage: python -m fuzz {{{','.join(TARGETS)}}} [libFuzzer flags] [corpus dirs] | seeds")
+        sys.exit(f"usage: python -m fuzz {{{','.join(TARGETS)}}} [libFuzzer flags] [corpus dirs] | seeds [targets]")
     import atheris  # type: ignore[import-untyped]
 
     target = sys.argv[1]

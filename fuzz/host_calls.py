@@ -15,20 +15,17 @@ descriptor handed out twice, or a host descriptor left open after the guest's st
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import os
-import shutil
 import struct
-import tempfile
-from pathlib import Path
 
-from tests.wasi.world import World, make_sandbox
+from tests.wasi.world import World
 from wasmhost.net.policy import Network
 from wasmhost.wasi.abi import IOVEC
 from wasmhost.wasi.fdtable import NullStream
 from wasmhost.wasi.preview1 import FUNCTIONS
 from wasmhost.wasi.sockets import SOCKET_FUNCTIONS
+
+from .scratch import Scratch, open_fds
 
 #: (provider, method, wasm parameter types), in a fixed order: an input's function index.
 CALLS = sorted(
@@ -39,28 +36,7 @@ MAX_CALLS = 4
 _NETWORK = Network(bind_address="127.0.0.1")  # what the guest binds stays on loopback; outbound is denied
 
 
-class _Host:
-    """The per-process part: a private loop and a scratch directory rebuilt for every input,
-    so that an input does the same thing whatever ran before it."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.scratch = Path(tempfile.mkdtemp(prefix="wasmhost-fuzz-"))
-        atexit.register(self.close)
-
-    def close(self) -> None:
-        self.loop.close()
-        shutil.rmtree(self.scratch, ignore_errors=True)
-
-    def sandbox(self) -> Path:
-        root = self.scratch / "box"
-        if root.exists():
-            shutil.rmtree(root)
-        root.mkdir()
-        return make_sandbox(root)
-
-
-_host: _Host | None = None
+_host: Scratch | None = None
 
 
 def decode(data: bytes) -> tuple[list[tuple[str, str, tuple[int, ...]]], bytes]:
@@ -96,10 +72,6 @@ def seed_memory() -> bytes:
     return bytes(16) + iovecs + bytes(1024 - 16 - len(iovecs)) + b"file.txt\0"
 
 
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 def _check_table(world: World) -> None:
     """Every number in the table names an open resource, and a new descriptor gets a free number."""
     items = world.ctx.fds.items()
@@ -118,10 +90,10 @@ def _check_table(world: World) -> None:
 def one_input(data: bytes) -> None:
     global _host
     if _host is None:
-        _host = _Host()
+        _host = Scratch()
     calls, memory = decode(data)
     root = _host.sandbox()
-    before = _open_fds()
+    before = open_fds()
     world = World(root, _host.loop, memory, network=_NETWORK, connected=True)
     try:
         for provider, method, args in calls:
@@ -129,7 +101,7 @@ def one_input(data: bytes) -> None:
             _check_table(world)
     finally:
         world.close()
-    after = _open_fds()
+    after = open_fds()
     assert after == before, f"{after - before} host descriptors leaked by {[(m, a) for _p, m, a in calls]}"
 
 

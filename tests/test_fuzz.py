@@ -11,12 +11,12 @@ from collections.abc import Callable
 import pytest
 
 import fuzz
-from fuzz import host_calls, http_protocol, serve_bytes
+from fuzz import host_calls, http_protocol, serve_bytes, wasip2_calls
 from tests.conftest import ServeFactory, open_fds
 
 #: Mutated inputs per target after the committed ones (the serving target gets none: it runs a
 #: real server over sockets, so the suite keeps to its fixed hostile inputs).
-MUTATIONS = {"host_calls": 400, "http_protocol": 1500, "serve_bytes": 0}
+MUTATIONS = {"host_calls": 400, "http_protocol": 1500, "serve_bytes": 0, "wasip2_calls": 600}
 
 
 def _mutate(rng: random.Random, data: bytes, other: bytes) -> bytes:
@@ -37,7 +37,7 @@ def _mutate(rng: random.Random, data: bytes, other: bytes) -> bytes:
     return bytes(out)
 
 
-def _run(target: str, one_input: Callable[[bytes], None]) -> int:
+def _run(target: str, one_input: Callable[[bytes], object]) -> int:
     """Run the committed inputs, then the mutations; returns how many inputs ran."""
     committed = [path.read_bytes() for path in fuzz.inputs(target)]
     assert committed, f"no inputs in fuzz/corpus/{target}"
@@ -55,9 +55,10 @@ def _run(target: str, one_input: Callable[[bytes], None]) -> int:
 
 
 @pytest.mark.parametrize(("target", "one_input"), [("host_calls", host_calls.one_input),
-                                                   ("http_protocol", http_protocol.one_input)])  # fmt: skip
+                                                   ("http_protocol", http_protocol.one_input),
+                                                   ("wasip2_calls", wasip2_calls.one_input)])  # fmt: skip
 def test_in_process_target_survives_its_inputs(
-    target: str, one_input: Callable[[bytes], None], record_property: Callable[[str, object], None]
+    target: str, one_input: Callable[[bytes], object], record_property: Callable[[str, object], None]
 ) -> None:
     one_input(b"\0")  # the target's own lasting state (a loop, a scratch directory) is made now
     before = open_fds()

@@ -8,19 +8,21 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import socket
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 from . import stats
 from .errors import ConfigError
 from .http import Request, Response, Server
 from .net.policy import split_host_port
-from .server import Serving
+from .server import Readiness, listening_socket
 
 log = logging.getLogger("wasmhost")
 
@@ -35,6 +37,12 @@ class _StatsCollector(Collector):
         )
         yield GaugeMetricFamily("wasmhost_connections_open", "Accepted connections open now", now.connections_open)
         yield GaugeMetricFamily("wasmhost_instances_live", "Guest instances not yet closed", now.instances_live)
+        yield GaugeMetricFamily(
+            "wasmhost_instances_pooled", "wasi:http instances ready for a request", now.instances_pooled
+        )
+        yield CounterMetricFamily(
+            "wasmhost_instances_recycled", "wasi:http instances thrown away after serving", now.instances_recycled
+        )
         yield GaugeMetricFamily("wasmhost_guest_memory_bytes", "Linear memory of the live guests", now.memory_bytes)
         yield CounterMetricFamily(
             "wasmhost_suspensions", "Host calls that suspended a guest to wait on the loop", now.suspensions
@@ -43,11 +51,19 @@ class _StatsCollector(Collector):
             ("wasmhost_traps", "Guest calls that ended abnormally, by kind", "kind", now.traps),
             ("wasmhost_host_calls", "Host function calls, by function", "function", now.host_calls),
             ("wasmhost_limit_hits", "Times an operator's limit took effect, by limit", "limit", now.limit_hits),
+            ("wasmhost_http_requests", "wasi:http requests answered, by status", "code", now.requests),
         ):
             family = CounterMetricFamily(name, help_text, labels=[label])
             for value, count in sorted(counts.items()):
                 family.add_metric([value], count)
             yield family
+        bounds = [*map(floatToGoString, stats.LATENCY_BUCKETS), "+Inf"]
+        yield HistogramMetricFamily(
+            "wasmhost_http_request_duration_seconds",
+            "wasi:http requests from their first byte to the end of their answer",
+            buckets=list(zip(bounds, itertools.accumulate(now.latency), strict=True)),
+            sum_value=now.latency_sum,
+        )
 
 
 def registry() -> CollectorRegistry:
@@ -78,18 +94,10 @@ def bind(spec: str, reuse_port: bool = False) -> socket.socket:
     ``reuse_port``: a recycled worker and its replacement share the port while both run.
     """
     host, port = parse(spec)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        sock.listen(128)
+        return listening_socket(host, port, reuse_port, backlog=128)
     except OSError as exc:
-        sock.close()
         raise ConfigError(f"--metrics {spec}: cannot listen: {exc.strerror or exc}") from None
-    return sock
 
 
 def endpoint(sock: socket.socket) -> str:
@@ -104,7 +112,7 @@ class Admin:
         self.sock = sock
         self.registry = registry()
 
-    async def __call__(self, serving: Serving) -> None:
+    async def __call__(self, serving: Readiness) -> None:
         """A ``server.Companion``: serve until cancelled, then close every admin socket."""
         server = Server(lambda request, response: self._handle(request, response, serving))
         try:
@@ -116,7 +124,7 @@ class Admin:
             await server.wait_closed()
             self.sock.close()
 
-    async def _handle(self, request: Request, response: Response, serving: Serving) -> None:
+    async def _handle(self, request: Request, response: Response, serving: Readiness) -> None:
         path = request.target.split("?", 1)[0]
         if request.method not in ("GET", "HEAD"):
             status, body, kind = 405, b"method not allowed\n", "text/plain"

@@ -22,7 +22,6 @@ from .host import Host
 from .http.exchange import BodyError, Request, RequestBody, Response
 from .http.limits import HttpLimits
 from .module import Module
-from .wasip2.context import WasiConfig
 from .wasip2.handler import ComponentHandler
 
 log = logging.getLogger("wasmhost.http")
@@ -44,8 +43,7 @@ class ComponentApp:
 
     def __init__(self, module: Module, host: Host | None = None, *, reuse: int = 1, pool: int = 2,
                  limits: HttpLimits | None = None) -> None:  # fmt: skip
-        self.handler = ComponentHandler(module, WasiConfig.of(host if host is not None else Host()),
-                                        pool=pool, reuse=reuse)  # fmt: skip
+        self.handler = ComponentHandler.for_host(module, host if host is not None else Host(), pool=pool, reuse=reuse)
         self.limits = limits if limits is not None else HttpLimits()
 
     async def close(self) -> None:

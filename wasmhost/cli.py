@@ -34,6 +34,7 @@ from .runtime import commands as runtime_commands
 
 if TYPE_CHECKING:
     from ._native import Import
+    from .http import HttpLimits
 
 EXIT_FAILURE = 1  # the guest trapped, or a registry/network failed
 EXIT_USAGE = 2
@@ -78,13 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="wasi:http components: requests one instance may serve (default 1: a fresh instance per request)",
     )
-    serve.add_argument(
-        "--request-timeout",
-        type=_positive_float,
-        default=30.0,
-        metavar="S",
-        help="wasi:http components: answer 504 when the component has not started its response in S seconds",
-    )
+    _add_http_limits(serve)
     serve.add_argument(
         "--graceful-timeout",
         type=_non_negative_float,
@@ -114,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
         " with workers, worker i gets PORT+i-1)",
     )
     serve.add_argument(
-        "--access-log", action="store_true", help="log each accepted connection when it closes: peer, duration, bytes"
+        "--access-log",
+        action="store_true",
+        help="log each accepted connection when it closes: peer, duration, bytes (wasi:http components: each"
+        " request, in the common log format)",
     )
     add_guest_source(serve, "the .wasm file or oci:// reference (default: the bundled demo)")
     serve.set_defaults(handler=_serve, default_log_level="info")
@@ -230,6 +228,32 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
     return value
+
+
+#: The wasi:http front end's limits (``HttpLimits`` fields, whose defaults apply when a flag is not given).
+_HTTP_LIMITS = {
+    "max_header_bytes": (_positive_int, "N", "answer 431 to a request line and headers over N bytes (default 16384)"),
+    "max_body_bytes": (_positive_int, "N", "answer 413 to a request body over N bytes (default 67108864: 64 MiB)"),
+    "header_timeout": (_positive_float, "S", "answer 408 when a request's headers take over S seconds (default 10)"),
+    "idle_timeout": (_positive_float, "S", "close a keep-alive connection idle for S seconds; also how long a request"
+                     " body may stall or a client read nothing of a response (default 60)"),
+    "request_timeout": (_positive_float, "S", "answer 504 when the component has not started its response within"
+                        " S seconds (default 30)"),
+}  # fmt: skip
+
+
+def _add_http_limits(parser: argparse.ArgumentParser) -> None:
+    """One flag per front-end limit: ``--header-timeout`` for ``header_timeout``."""
+    for name, (kind, metavar, what) in _HTTP_LIMITS.items():
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, dest=name, type=kind, metavar=metavar, help=f"wasi:http components: {what}")
+
+
+def _http_limits(ns: argparse.Namespace) -> HttpLimits:
+    """The front end's limits: the flags given, the defaults for the rest."""
+    from .http import HttpLimits
+
+    return HttpLimits(**{name: getattr(ns, name) for name in _HTTP_LIMITS if getattr(ns, name) is not None})
 
 
 def host_from_args(ns: argparse.Namespace, args: list[str]) -> Host:
@@ -349,11 +373,7 @@ def _serve(ns: argparse.Namespace) -> int:
     count = workers.worker_count(ns.workers)
     http = None
     if module.kind is GuestKind.HTTP_COMPONENT:
-        from .http import HttpLimits
-
-        http = server.HttpOptions(ns.port, ns.reuse_instances, HttpLimits(request_timeout=ns.request_timeout))
-        if count == 1 and ns.max_requests is None:
-            return server.serve_http(module, host, http, ns.graceful_timeout)
+        http = server.HttpOptions(ns.port, ns.reuse_instances, _http_limits(ns))
     if count > 1 or ns.max_requests is not None:  # recycling needs a supervisor, even for one worker
         return workers.Workers(
             module, host, count, ns.graceful_timeout, ns.host_call_stats, max_requests=ns.max_requests,
@@ -364,6 +384,8 @@ def _serve(ns: argparse.Namespace) -> int:
         from . import admin
 
         companions.append(admin.Admin(admin.bind(ns.metrics)))
+    if http is not None:
+        return server.serve_http(module, host, http, ns.graceful_timeout, companions=companions)
     with Instance(module, host) as instance:
         try:
             code, _sig = server.run(instance, ns.graceful_timeout, companions=companions)

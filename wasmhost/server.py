@@ -11,18 +11,20 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
+from . import stats
 from .errors import ConfigError, Interrupted
 from .host import Host
 from .instance import Instance
 from .module import Module
 from .net import loop
+from .net.connections import access_log
 
 if TYPE_CHECKING:  # the front end (h11) is imported only when a component is served
-    from .http import HttpLimits
+    from .http import Answered, HttpLimits
 
 log = logging.getLogger("wasmhost")
 
@@ -34,9 +36,21 @@ def demo_module() -> Path:
     return Path(str(resources.files("wasmhost") / "_demo" / "http-hello.wasm"))
 
 
+class Readiness(Protocol):
+    """What a process serves, as its companions (the admin endpoint, a worker's lifecycle) see it."""
+
+    @property
+    def ready(self) -> bool:
+        """Listening and not draining: what ``/readyz`` reports."""
+        ...
+
+    @property
+    def draining(self) -> bool: ...
+
+
 @attrs.define
 class Serving:
-    """The guest a process serves, as its companions (the admin endpoint, recycling) see it."""
+    """The guest a process serves (a ``Readiness``); ``drain`` starts a graceful shutdown."""
 
     instance: Instance
     graceful_timeout: float | None = None
@@ -58,8 +72,8 @@ class Serving:
         self._tasks.append(asyncio.ensure_future(self.instance.drain(self.graceful_timeout)))
 
 
-#: Runs beside the guest on its loop until the guest ends (then it is cancelled).
-Companion = Callable[[Serving], Awaitable[None]]
+#: Runs beside the guest (or the wasi:http front end) on its loop until it ends (then it is cancelled).
+Companion = Callable[[Readiness], Awaitable[None]]
 
 
 def run(
@@ -114,12 +128,43 @@ class HttpOptions:
     limits: HttpLimits | None = None  # None: the front end's defaults
 
 
+@attrs.define
+class _Front:
+    """The wasi:http front end as the companions see it (a ``Readiness``)."""
+
+    listening: bool = False
+    draining: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.listening and not self.draining
+
+
+class _Counted:
+    """The front end's ``Observer``: connections and requests for ``--metrics``, one
+    common-log line per request for ``--access-log``."""
+
+    def opened(self) -> None:
+        stats.connection_opened()
+
+    def closed(self) -> None:
+        stats.connection_closed()
+
+    def answered(self, answer: Answered) -> None:
+        stats.request(answer.status, answer.seconds)
+        if answer.limit is not None:
+            stats.limit_hit(answer.limit)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info("%s", answer.common_log())
+
+
 def serve_http(
     module: Module,
     host: Host,
     options: HttpOptions,
     graceful_timeout: float | None = None,
     signals: tuple[int, ...] = SIGNALS,
+    companions: Sequence[Companion] = (),
 ) -> int:
     """Serve a wasi:http component on the h11 front end until a signal ends it.
 
@@ -127,30 +172,19 @@ def serve_http(
     in flight, up to ``graceful_timeout``); a second, or no graceful timeout, ends at once.
     """
     from .http import Server
-    from .wasip2.context import WasiConfig
     from .wasip2.handler import ComponentHandler
 
     async def main() -> int:
-        handler = ComponentHandler(module, WasiConfig.of(host), reuse=options.reuse, max_memory=host.limits.memory)
-        front = Server(handler, options.limits)
-        address = host.network.bind_address or "0.0.0.0"
-        listener = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if host.network.reuse_port:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            listener.bind((address, options.port))
-        except OSError as exc:
-            listener.close()
-            raise ConfigError(f"cannot listen on {_show(address, options.port)}: {exc.strerror}") from None
-        listener.listen(1024)
-        await front.start(sock=listener)
-        log.info("%s: serving wasi:http on http://%s", module.name, _show(*front.address))
+        handler = ComponentHandler.for_host(module, host, reuse=options.reuse)
+        front = Server(handler, options.limits, _Counted())
+        state = _Front()
+        beside = [asyncio.ensure_future(companion(state)) for companion in companions]
         done = asyncio.Event()
         received: list[int] = []
         draining: list[asyncio.Task[None]] = []
 
         async def drain(timeout: float) -> None:
+            state.draining = True
             front.stop_accepting()
             deadline = time.monotonic() + timeout
             while front.close_idle() and time.monotonic() < deadline:
@@ -168,18 +202,49 @@ def serve_http(
         for sig in signals:
             running.add_signal_handler(sig, on_signal, sig)
         try:
+            listener = _listen(host, options.port)
+            await handler.warm()
+            await front.start(sock=listener)
+            state.listening = True
+            log.info("%s: serving wasi:http on http://%s", module.name, _show(*front.address))
             await done.wait()
         finally:
             for sig in signals:
                 running.remove_signal_handler(sig)
-            for task in draining:
+            for task in [*draining, *beside]:
                 task.cancel()
+            await asyncio.gather(*beside, return_exceptions=True)
             front.close()
             await front.wait_closed()
             await handler.close()
         return 0
 
     return loop.run(main())
+
+
+def _listen(host: Host, port: int) -> socket.socket:
+    """The front end's listening socket, on ``--host`` (default all interfaces)."""
+    address = host.network.bind_address or "0.0.0.0"
+    try:
+        return listening_socket(address, port, host.network.reuse_port, backlog=1024)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {_show(address, port)}: {exc.strerror}") from None
+
+
+def listening_socket(address: str, port: int, reuse_port: bool, backlog: int) -> socket.socket:
+    """A TCP socket listening on ``address:port`` (port 0: the OS picks); ``reuse_port`` shares
+    the port with other workers. Raises ``OSError``."""
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((address, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _show(address: str, port: int) -> str:

@@ -302,8 +302,8 @@ def _serve(index: int, module: Module, host: Host, settings: _Settings, recycle:
 
             companions.append(admin.Admin(admin.bind(admin.for_worker(settings.metrics, index), reuse_port=True)))
         if settings.http is not None:
-            ready.set()
-            sys.exit(server.serve_http(module, host, settings.http, settings.graceful_timeout, (signal.SIGTERM,)))
+            sys.exit(server.serve_http(module, host, settings.http, settings.graceful_timeout, (signal.SIGTERM,),
+                                       companions))  # fmt: skip
         with Instance(module, host) as instance:
             try:
                 code, _sig = server.run(instance, settings.graceful_timeout, (signal.SIGTERM,), companions)

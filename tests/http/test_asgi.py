@@ -222,7 +222,7 @@ def test_a_trap_is_500_and_the_site_goes_on(site: Uvicorn, caplog: pytest.LogCap
     assert (status, body) == (500, b"500 Internal Server Error: the handler failed\n")
     (line,) = [r.getMessage() for r in caplog.records if "-> 500" in r.getMessage()]
     assert "\n" not in line
-    assert line.endswith("wasm trap: wasm `unreachable` instruction executed"), line
+    assert line.endswith("trap.wasm: guest trapped: unreachable"), line
     assert site.get("/hello/")[2] == b"Hello, World!"
 
 

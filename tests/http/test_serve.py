@@ -94,3 +94,10 @@ def test_bad_serve_flags_are_one_line(component: Component, flags: list[str], me
     done = run_cli("serve", *flags, component("hello"))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].endswith(message)
+
+
+def test_fuel_reaches_a_served_component(serve: ServeFactory, component: Component) -> None:
+    served = serve(None, "--port", "0", "--fuel", "10", args=[str(component("rust-hello"))])
+    assert _get(served.port)[0] == 500  # one request of this guest takes about 100 units
+    assert "fuel" in served.read_log_until("-> 500").string  # the one log line says why
+    assert served.stop(signal.SIGTERM, timeout=15)[0] == 0

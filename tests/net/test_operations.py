@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import re
 import signal
 import socket
@@ -20,6 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Served, ServeFactory, run_cli
+from tests.http.conftest import component, component_dir  # noqa: F401 - fixtures, for the component soak
 
 GUEST_LISTENING = r"http-hello\.wasm: listening on 127\.0\.0\.1:(\d+)"
 METRICS = r"metrics on http://127\.0\.0\.1:(\d+)/metrics"
@@ -210,15 +212,19 @@ def test_bad_operator_flags_one_line_exit_2() -> None:
         assert done.returncode == 2 and "must be positive" in done.stderr
 
 
-def test_soak_quick_keeps_fds_and_threads_flat(guest: object) -> None:
-    """A short soak (benchmarks/soak.py --quick --short-only): 2,000 short connections; the
-    server's descriptors and threads end where they started."""
+@pytest.mark.parametrize("servers", ["default,mio-0.8.7", "component"])
+def test_soak_quick_keeps_fds_and_threads_flat(guest: object, request: pytest.FixtureRequest, servers: str) -> None:
+    """A short soak (benchmarks/soak.py --quick, no keep-alive load): 2,000 short connections
+    per server; the server's descriptors and threads end where they started."""
+    env = dict(os.environ)
+    if servers == "component":
+        request.getfixturevalue("component")  # built by components/build.sh
+        env["WASMHOST_CACHE_DIR"] = str(request.getfixturevalue("component_dir"))  # compiled once for the suite
     done = subprocess.run(
-        [sys.executable, "benchmarks/soak.py", "--quick", "--connections", "2000", "--requests", "0", "--check"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+        [sys.executable, "benchmarks/soak.py", "--quick", "--servers", servers, "--connections", "2000",
+         "--requests", "0", "--check"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "fds: flat" in done.stdout and "threads: flat" in done.stdout, done.stdout
 

@@ -285,3 +285,23 @@ def test_a_client_that_does_not_read_the_echo_stalls_the_upload(
     sent = asyncio.run(upload())
     assert sent < 64 * MIB, f"{sent / MIB:.0f} MiB went in while nobody read the response"
     assert settle(running, handler, 1) == 1  # the client went away: the instance was thrown away
+
+
+def test_fuel_is_a_budget_per_request(serve_handler: ServeHandler, http_module: Callable[[str], Module]) -> None:
+    """``--fuel`` for components: each request (even on a reused instance) starts with the
+    whole budget, and a request that runs out is a 500 while the server goes on. (The Rust
+    component: compiling for the fuel engine is quick.)"""
+    hello = http_module("rust-hello")
+    budget = 10**12
+    running, handler = serve(serve_handler, hello, fuel=budget, reuse=2)
+    slot = handler._ready[-1]  # the instance the next request takes
+    assert request(running.port)[0] == 200
+    per_request = budget - slot.instance.store.store.get_fuel()
+    assert per_request > 0, per_request
+    running, handler = serve(serve_handler, hello, fuel=per_request * 3 // 2, reuse=5)
+    for _ in range(5):  # 5 requests, at most 3 instances: one served two, on two budgets
+        assert request(running.port)[0] == 200
+    assert handler.instantiated <= 3
+    running, handler = serve(serve_handler, hello, fuel=per_request // 4)
+    assert request(running.port)[0] == 500
+    assert request(running.port)[0] == 500  # running out is a trap: the server answers on

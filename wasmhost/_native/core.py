@@ -25,6 +25,9 @@ FIBER_STACK_BYTES = 64 << 20
 _ASYNC_STACK_SIZE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_size_t)(
     ("wasmtime_config_async_stack_size_set", _dll)
 )
+_CONCURRENCY_SUPPORT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_bool)(
+    ("wasmtime_config_concurrency_support_set", _dll)
+)
 
 
 class Signature(NamedTuple):
@@ -106,6 +109,10 @@ def engine(fuel: bool = False) -> wasmtime.Engine:
             # Linear memory never moves, so a view of it stays valid as it grows.
             config.memory_may_move = False
             _ASYNC_STACK_SIZE(ctypes.cast(config.ptr(), ctypes.c_void_p), FIBER_STACK_BYTES)
+            # Off: with it, Wasmtime 50 traps ("deferred host scope has no call context") before
+            # calling a host function given two or more borrows (tcp start-bind, poll of two
+            # pollables). Guests run on fibers, which need only async support.
+            _CONCURRENCY_SUPPORT(ctypes.cast(config.ptr(), ctypes.c_void_p), False)
             found = _ENGINES[fuel] = wasmtime.Engine(config)
         return found
 

@@ -41,13 +41,15 @@ class _Wire(_BodyWire, Protocol):
 
 class RequestBody:
     """The request body in arrival order; ``read()`` returns ``b""`` at its end, and raises
-    ``BodyError`` when the client sends nothing for ``stall_timeout`` seconds."""
+    ``BodyError`` when the client sends nothing for ``stall_timeout`` seconds. ``trailers`` are
+    the trailer fields a chunked body ended with (known at its end)."""
 
     def __init__(self, wire: _BodyWire, stall_timeout: float) -> None:
         self._wire = wire
         self._stall_timeout = stall_timeout
         self._chunks: collections.deque[bytes] = collections.deque()
         self.buffered = 0
+        self.trailers: tuple[tuple[bytes, bytes], ...] = ()
         self._done = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -79,6 +81,12 @@ class RequestBody:
         while chunk := await self.read():
             yield chunk
 
+    async def trailing(self) -> tuple[tuple[bytes, bytes], ...]:
+        """The trailers, once the rest of the body is read (and dropped)."""
+        async for _chunk in self:
+            pass
+        return self.trailers
+
     # --- fed by the connection ---------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
@@ -86,7 +94,8 @@ class RequestBody:
         self.buffered += len(data)
         self._wake()
 
-    def finish(self) -> None:
+    def finish(self, trailers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        self.trailers = trailers
         self._done = True
         self._wake()
 
@@ -118,7 +127,8 @@ class Request:
 class Response:
     """Writes one response: ``start()`` once, ``write()`` any number of times, then ``end()``.
 
-    Without a ``content-length`` header the body is sent chunked. The head goes out with the
+    Without a ``content-length`` header the body is sent chunked, and may end with trailers
+    (``end(trailers)``; a body of known length has no room for them). The head goes out with the
     first ``write()`` (one packet), or by the end of the loop's turn; ``write()`` sends at once
     and waits while the client is slow to read. Another transport (``asgi``) subclasses it and
     replaces the three ``_send_*`` steps.
@@ -126,6 +136,11 @@ class Response:
 
     started = False
     finished = False
+    status = 0
+    #: Body bytes written so far (what an access log reports).
+    sent = 0
+    #: Trailer fields ``end()`` was given.
+    trailers: tuple[tuple[bytes, bytes], ...] = ()
 
     def __init__(self, http: ServerProtocol, wire: _Wire) -> None:
         self._http = http
@@ -135,18 +150,21 @@ class Response:
         if self.started:
             raise RuntimeError("the response has already started")
         self.started = True
+        self.status = status
         await self._send_head(status, [(_raw(name), _raw(value)) for name, value in headers])
 
     async def write(self, data: bytes) -> None:
         if not self.started:
             raise RuntimeError("write() before start()")
         await self._send_data(data)
+        self.sent += len(data)
 
-    async def end(self) -> None:
+    async def end(self, trailers: Iterable[tuple[bytes | str, bytes | str]] = ()) -> None:
         if not self.started:
             raise RuntimeError("end() before start()")
         if not self.finished:
             self.finished = True
+            self.trailers = tuple((_raw(name), _raw(value)) for name, value in trailers)
             await self._send_end()
 
     async def _send_head(self, status: int, fields: list[tuple[bytes, bytes]]) -> None:
@@ -158,7 +176,7 @@ class Response:
         await self._wire.drain()
 
     async def _send_end(self) -> None:
-        self._wire.write(self._http.end_bytes())
+        self._wire.write(self._http.end_bytes(self.trailers))
         self._wire.flush()
 
 

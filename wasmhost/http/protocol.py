@@ -33,15 +33,20 @@ class BodyData:
 
 @attrs.frozen
 class BodyEnd:
-    """The request body is complete (also sent for a request without a body)."""
+    """The request body is complete (also sent for a request without a body), with the trailer
+    fields of a chunked one (names lowercased, in order)."""
+
+    trailers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 @attrs.frozen
 class Rejected:
-    """The request is refused with ``status``; nothing more is read from this connection."""
+    """The request is refused with ``status``; nothing more is read from this connection.
+    ``head`` is the request's when it was refused for what its head says."""
 
     status: int
     reason: str
+    head: RequestHead | None = None
 
 
 @attrs.frozen
@@ -60,6 +65,7 @@ class ServerProtocol:
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
         self._body_bytes = 0
         self._head_only = False
+        self._chunked = False  # the response body is sent in chunks (and may end with trailers)
         self._continue_withheld = False  # the client waits for 100 Continue, which was not sent
         self.failed = False
 
@@ -99,7 +105,7 @@ class ServerProtocol:
                 else:
                     events.append(BodyData(bytes(event.data)))
             elif isinstance(event, h11.EndOfMessage):
-                events.append(BodyEnd())
+                events.append(BodyEnd(tuple((bytes(name), bytes(value)) for name, value in event.headers)))
             elif isinstance(event, h11.ConnectionClosed):
                 events.append(PeerClosed())
                 break
@@ -107,26 +113,27 @@ class ServerProtocol:
 
     def _head(self, request: h11.Request) -> RequestHead | Rejected:
         headers = tuple((bytes(name), bytes(value)) for name, value in request.headers)
+        head = RequestHead(
+            request.method.decode("ascii"), request.target.decode("ascii"), headers, request.http_version.decode()
+        )
         names = {name for name, _ in headers}
         self._head_only = request.method == b"HEAD"  # first: an error response to HEAD has no body either
         if request.method == b"CONNECT":  # h11 would take a 2xx answer as the start of a tunnel
-            return self._reject(501, "CONNECT is not supported (no tunnels)")
+            return self._reject(501, "CONNECT is not supported (no tunnels)", head)
         if b"content-length" in names and b"transfer-encoding" in names:
-            return self._reject(400, "both Content-Length and Transfer-Encoding (request smuggling)")
+            return self._reject(400, "both Content-Length and Transfer-Encoding (request smuggling)", head)
         size = len(request.method) + len(request.target) + sum(len(n) + len(v) + 4 for n, v in headers)
         if size > self._limits.max_header_bytes:
-            return self._reject(431, f"headers over {self._limits.max_header_bytes} bytes")
+            return self._reject(431, f"headers over {self._limits.max_header_bytes} bytes", head)
         length = dict(headers).get(b"content-length")
         if length is not None and int(length) > self._limits.max_body_bytes:
-            return self._reject(413, f"Content-Length {int(length)} over {self._limits.max_body_bytes} bytes")
+            return self._reject(413, f"Content-Length {int(length)} over {self._limits.max_body_bytes} bytes", head)
         self._continue_withheld = self._conn.they_are_waiting_for_100_continue
-        return RequestHead(
-            request.method.decode("ascii"), request.target.decode("ascii"), headers, request.http_version.decode()
-        )
+        return head
 
-    def _reject(self, status: int, reason: str) -> Rejected:
+    def _reject(self, status: int, reason: str, head: RequestHead | None = None) -> Rejected:
         self.failed = True
-        return Rejected(status, reason)
+        return Rejected(status, reason, head)
 
     # --- state -------------------------------------------------------------------------
 
@@ -168,14 +175,22 @@ class ServerProtocol:
     def head_bytes(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
         """The status line and headers. Without a Content-Length the body is chunked (or, for an
         HTTP/1.0 client, ends when the connection closes)."""
+        # h11's framing rule: a response that has a body and no length is chunked to a 1.1 client.
+        self._chunked = (
+            not self._head_only
+            and status not in (204, 304)
+            and self._conn.their_http_version == b"1.1"
+            and all(name.lower() != b"content-length" for name, _ in headers)
+        )
         return self._send(h11.Response(status_code=status, headers=headers, reason=_phrase(status)))
 
     def data_bytes(self, data: bytes) -> bytes:
         """A piece of the response body; nothing for a HEAD request, whose response has none."""
         return b"" if self._head_only or not data else self._send(h11.Data(data=data))
 
-    def end_bytes(self) -> bytes:
-        return self._send(h11.EndOfMessage())
+    def end_bytes(self, trailers: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
+        """The end of the response: ``trailers`` follow a chunked body; any other has no room for them."""
+        return self._send(h11.EndOfMessage(headers=list(trailers) if self._chunked else []))
 
     def error_bytes(self, status: int, message: str) -> bytes:
         """A whole error response that closes the connection, whatever state h11 is in."""

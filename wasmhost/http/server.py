@@ -3,16 +3,21 @@
 A connection runs one request at a time (pipelined requests wait in the parser's buffer, and
 reading pauses meanwhile). One timer covers the phase the connection is in: idle between
 requests, reading a request's headers, or waiting for the handler to start its response.
-Every refusal, timeout and handler failure writes one log line.
+Every refusal, timeout and handler failure writes one log line. An ``Observer`` is told of
+each connection and each answered request (``wasmhost serve``'s metrics and access log).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
+import time
 from collections.abc import Callable
-from typing import cast
+from typing import Protocol, cast
+
+import attrs
 
 from .exchange import BodyError, Handler, Request, RequestBody, Response
 from .limits import HttpLimits
@@ -20,13 +25,55 @@ from .protocol import BodyData, BodyEnd, Event, PeerClosed, Rejected, RequestHea
 
 log = logging.getLogger("wasmhost.http")
 _LINGER = 2.0
+#: The ``HttpLimits`` field behind each error status the front end answers on its own.
+_LIMIT_OF = {408: "header_timeout", 413: "max_body_bytes", 431: "max_header_bytes", 504: "request_timeout"}
+_UNPRINTABLE = re.compile(r'[\x00-\x1f\x7f"\\]')
+
+
+@attrs.frozen
+class Answered:
+    """One answered request. ``head`` is None when it was refused before its headers were
+    complete (408, 431, 400); ``sent`` counts body bytes; ``seconds`` run from the request's
+    first byte to its answer's end; ``limit`` names the ``HttpLimits`` field that answered."""
+
+    peer: str
+    head: RequestHead | None
+    status: int
+    sent: int
+    seconds: float
+    received: float  # when its first byte came, as ``time.time()``
+    limit: str | None = None
+
+    def common_log(self) -> str:
+        """The Common Log Format line (``%h %l %u %t "%r" %>s %b``), quotes and control
+        characters in the request line escaped as ``\\xHH``."""
+        host = self.peer.rpartition(":")[0] or self.peer
+        when = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(self.received))
+        line = "-"
+        if self.head is not None:
+            request = f"{self.head.method} {self.head.target} HTTP/{self.head.http_version}"
+            line = _UNPRINTABLE.sub(lambda found: f"\\x{ord(found.group()):02x}", request)
+        return f'{host} - - [{when}] "{line}" {self.status} {self.sent or "-"}'
+
+
+class Observer(Protocol):
+    """What a ``Server`` reports as it serves."""
+
+    def opened(self) -> None: ...
+
+    def closed(self) -> None: ...
+
+    def answered(self, answer: Answered) -> None: ...
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, handler: Handler, limits: HttpLimits, connections: set[_Connection]) -> None:
+    def __init__(
+        self, handler: Handler, limits: HttpLimits, connections: set[_Connection], observer: Observer | None
+    ) -> None:
         self._handler = handler
         self._limits = limits
         self._connections = connections
+        self._observer = observer
         self._http = ServerProtocol(limits)
         self._transport: asyncio.Transport | None = None
         self._peer = "?"
@@ -37,6 +84,8 @@ class _Connection(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._body: RequestBody | None = None
         self._response: Response | None = None
+        self._head: RequestHead | None = None
+        self._began: float | None = None  # the current request's first byte (monotonic); None once answered
         self._draining = False  # the response is done; the rest of the request body is discarded
         self._reading_paused_for: set[str] = set()
         self._writable = asyncio.Event()
@@ -52,11 +101,13 @@ class _Connection(asyncio.Protocol):
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self._transport.set_write_buffer_limits(high=self._limits.buffer_bytes)
         self._connections.add(self)
+        if self._observer is not None:
+            self._observer.opened()
         self._arm("idle", self._limits.idle_timeout, self._idle_expired)
 
     def data_received(self, data: bytes) -> None:
         if self._task is None and self._http.waiting_for_head and self._phase == "idle":
-            self._arm("headers", self._limits.header_timeout, self._header_expired)
+            self._expect_head()
         self._dispatch(self._http.receive(data))
         if self._task is not None and self._http.request_complete and self._http.has_buffered_bytes:
             self._pause_reading("request")  # a pipelined request: it waits for this one's response
@@ -77,6 +128,10 @@ class _Connection(asyncio.Protocol):
             self._body.fail(BodyError("the client closed the connection"))
         if self._task is not None:
             self._task.cancel()
+        if self._response is not None and self._response.started:
+            self._answered(self._response.status, self._response.sent)  # cut short, if not reported yet
+        if self._observer is not None:
+            self._observer.closed()
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -147,27 +202,29 @@ class _Connection(asyncio.Protocol):
                     if self._body.buffered >= self._limits.buffer_bytes:
                         self._pause_reading("body")
             elif isinstance(event, BodyEnd):
-                self._request_read()
+                self._request_read(event.trailers)
             elif isinstance(event, Rejected):
+                self._head = event.head or self._head
                 self._refuse(event.status, event.reason)
             elif isinstance(event, PeerClosed):
                 self.close()
 
     def _start(self, head: RequestHead) -> None:
+        self._head = head
         self._arm("response", self._limits.request_timeout, self._deadline_expired)
         self._body = RequestBody(self, self._limits.idle_timeout)
         self._response = Response(self._http, self)
         request = Request.of(head, self._body, self._peer)
         self._task = asyncio.get_running_loop().create_task(self._run(request, self._response))
 
-    def _request_read(self) -> None:
+    def _request_read(self, trailers: tuple[tuple[bytes, bytes], ...]) -> None:
         """The whole request is in. A pipelined next request stays unread until this one is answered."""
         if self._draining:
             self._draining = False
             self._next_request()
             return
         if self._body is not None:
-            self._body.finish()
+            self._body.finish(trailers)
         if self._http.has_buffered_bytes:
             self._pause_reading("request")
 
@@ -186,6 +243,7 @@ class _Connection(asyncio.Protocol):
             self._fail(request, response, "handler returned without a response")
             return
         await response.end()
+        self._answered(response.status, response.sent)
         self._task = None
         self._disarm()
         if self._http.request_complete:
@@ -202,7 +260,7 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         if self._http.has_buffered_bytes:
-            self._arm("headers", self._limits.header_timeout, self._header_expired)
+            self._expect_head()
         else:
             self._arm("idle", self._limits.idle_timeout, self._idle_expired)
         self._resume_reading("request")
@@ -215,6 +273,7 @@ class _Connection(asyncio.Protocol):
         self._task = None
         if response.started:
             log.warning("%s: %s %s: %s; response cut short", self._peer, request.method, request.target, why)
+            self._answered(response.status, response.sent)
             if self._transport is not None:
                 self._transport.abort()
             return
@@ -230,6 +289,7 @@ class _Connection(asyncio.Protocol):
             self._task.cancel()
             self._task = None
             if self._response is not None and self._response.started:
+                self._answered(self._response.status, self._response.sent)
                 if self._transport is not None:
                     self._transport.abort()
                 return
@@ -242,7 +302,9 @@ class _Connection(asyncio.Protocol):
         if self._body is not None:
             self._body.fail(BodyError(f"request refused with {status}"))
         self._out.clear()
-        self.write(self._http.error_bytes(status, message))
+        data = self._http.error_bytes(status, message)
+        self._answered(status, len(data.partition(b"\r\n\r\n")[2]), _LIMIT_OF.get(status))
+        self.write(data)
         self.flush()
         self._errored = True
         transport = self._transport
@@ -253,6 +315,20 @@ class _Connection(asyncio.Protocol):
         self._arm("linger", _LINGER, self.close)
         self._reading_paused_for.clear()
         transport.resume_reading()
+
+    def _expect_head(self) -> None:
+        """A request's first bytes are here: its headers have ``header_timeout`` to complete."""
+        self._head, self._began = None, time.monotonic()
+        self._arm("headers", self._limits.header_timeout, self._header_expired)
+
+    def _answered(self, status: int, sent: int, limit: str | None = None) -> None:
+        """Tell the observer how the current request was answered (once)."""
+        began, self._began = self._began, None
+        if self._observer is None or began is None:
+            return
+        seconds = time.monotonic() - began
+        answer = Answered(self._peer, self._head, status, sent, seconds, time.time() - seconds, limit)
+        self._observer.answered(answer)
 
     # --- reading pauses ----------------------------------------------------------------
 
@@ -315,12 +391,14 @@ class Server:
 
     ``await server.start(host, port)`` (port 0: the OS picks; ``server.port`` tells) or
     ``start(sock=...)`` to serve a listening socket the application made; ``close()`` stops
-    listening and closes every connection. Also an async context manager.
+    listening and closes every connection. Also an async context manager. ``observer`` is told
+    of each connection and each answered request.
     """
 
-    def __init__(self, handler: Handler, limits: HttpLimits | None = None) -> None:
+    def __init__(self, handler: Handler, limits: HttpLimits | None = None, observer: Observer | None = None) -> None:
         self.handler = handler
         self.limits = limits if limits is not None else HttpLimits()
+        self.observer = observer
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
 
@@ -333,7 +411,7 @@ class Server:
         log.debug("listening on %s:%d", *self.address)  # the embedding application says what it serves
 
     def _connection(self) -> _Connection:
-        return _Connection(self.handler, self.limits, self._connections)
+        return _Connection(self.handler, self.limits, self._connections, self.observer)
 
     @property
     def address(self) -> tuple[str, int]:

@@ -20,13 +20,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-_Key = tuple[int, bool]  # (host descriptor, whether waiting to write)
-
 from .abi import FDFLAG_NONBLOCK, Errno, WasiError
 from .fdtable import Descriptor, FdTable
 from .memory import GuestMemory
 
 _T = TypeVar("_T")
+_Key = tuple[int, bool]  # (host descriptor, whether waiting to write)
 
 
 class ProcExit(Exception):

@@ -81,6 +81,10 @@ class GuestExit(Exception):
         self.code = code
 
 
+class TooLarge(Exception):
+    """A call asked for more than the host hands out at once: the guest traps with this reason."""
+
+
 class Wasi:
     """One instance's resources and settings (``_native.component.HostState``)."""
 

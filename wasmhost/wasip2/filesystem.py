@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 from .._native.component import Err, Ok
@@ -24,6 +25,10 @@ RESOURCES = [(TYPES, "descriptor"), (TYPES, "directory-entry-stream")]
 #: The error case of descriptor operations wasmhost does not provide.
 REFUSAL = "unsupported"
 _READ_ONLY = "read-only"
+#: Most bytes one read returns (a read may return fewer than asked): a guest's length is a u64.
+_MOST_READ = 1 << 20
+#: The largest file offset (off_t); the guest's offsets are u64.
+_MAX_OFFSET = (1 << 63) - 1
 
 #: preview1 errno -> wasi:filesystem error-code (same meaning, new names).
 _CODES = {
@@ -89,10 +94,22 @@ class Descriptor:
         if self.read_only:
             raise FsError(_READ_ONLY)
 
+    def at(self, path: str, follow: bool) -> AbstractContextManager[tuple[int, str]]:
+        """``(dir_fd, name)`` for ``path`` under this directory, never outside it."""
+        if "\0" in path:
+            raise FsError("invalid")  # no host call takes a NUL (preview1 says INVAL too)
+        return resolve(self.directory(), path, follow)
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def _offset(offset: int) -> int:
+    if offset > _MAX_OFFSET:
+        raise FsError("invalid")
+    return offset
 
 
 class FileInput(InputStream):
@@ -102,7 +119,7 @@ class FileInput(InputStream):
 
     def read(self, size: int) -> bytes:
         try:
-            data = os.pread(self.descriptor.fd, size, self.offset)
+            data = os.pread(self.descriptor.fd, min(size, _MOST_READ), self.offset)
         except OSError as exc:
             raise StreamFailed(_code(exc)) from None
         if not data and size:
@@ -130,13 +147,23 @@ class FileOutput(OutputStream):
             raise StreamFailed(_code(exc)) from None
 
 
+def _utf8(name: str) -> str:
+    """A host name as a WIT string: a name that is not UTF-8 (decoded with surrogates) cannot be
+    one, and is ``illegal-byte-sequence``, as under Wasmtime."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise FsError("illegal-byte-sequence") from None
+    return name
+
+
 class DirectoryEntries:
     def __init__(self, entries: Iterator[os.DirEntry[str]]) -> None:
         self._entries = entries
 
     def next(self) -> tuple[str, str] | None:
         for entry in self._entries:
-            return _TYPES.get(stat.S_IFMT(entry.stat(follow_symlinks=False).st_mode), "unknown"), entry.name
+            return _TYPES.get(stat.S_IFMT(entry.stat(follow_symlinks=False).st_mode), "unknown"), _utf8(entry.name)
         return None
 
     def close(self) -> None:
@@ -188,7 +215,7 @@ def open_at(wasi: Wasi, rep: int, path_flags: frozenset[str], path: str, open_fl
         mode |= os.O_DIRECTORY if "directory" in open_flags else 0
         follow = _follows(path_flags)
         mode |= 0 if follow else os.O_NOFOLLOW
-        with resolve(parent.directory(), path, follow) as (dir_fd, name):
+        with parent.at(path, follow) as (dir_fd, name):
             fd = os.open(name, mode, 0o666, dir_fd=dir_fd)
         return wasi.table.push(Descriptor(fd, parent.read_only, "write" in flags))
 
@@ -196,14 +223,20 @@ def open_at(wasi: Wasi, rep: int, path_flags: frozenset[str], path: str, open_fl
 
 
 def read_via_stream(wasi: Wasi, rep: int, offset: int) -> Ok | Err:
-    return Ok(wasi.table.push(FileInput(_descriptor(wasi, rep), offset)))
+    """A stream at ``offset``; the descriptor stays open while it lives (as under Wasmtime)."""
+    descriptor = _descriptor(wasi, rep)
+    return _result(lambda: wasi.table.push(FileInput(descriptor, _offset(offset)), holds=descriptor))
 
 
 def _writer(wasi: Wasi, rep: int, offset: int | None) -> Ok | Err:
     descriptor = _descriptor(wasi, rep)
-    if descriptor.read_only:
-        return Err(_READ_ONLY)
-    return Ok(wasi.table.push(FileOutput(descriptor, offset)))
+
+    def run() -> int:
+        descriptor.changeable()
+        stream = FileOutput(descriptor, offset if offset is None else _offset(offset))
+        return wasi.table.push(stream, holds=descriptor)
+
+    return _result(run)
 
 
 def write_via_stream(wasi: Wasi, rep: int, offset: int) -> Ok | Err:
@@ -218,8 +251,9 @@ def read(wasi: Wasi, rep: int, length: int, offset: int) -> Ok | Err:
     descriptor = _descriptor(wasi, rep)
 
     def run() -> tuple[bytes, bool]:
-        data = os.pread(descriptor.fd, length, offset)
-        return data, len(data) < length
+        asked = min(length, _MOST_READ)
+        data = os.pread(descriptor.fd, asked, _offset(offset))
+        return data, len(data) < asked
 
     return _result(run)
 
@@ -229,7 +263,7 @@ def write(wasi: Wasi, rep: int, data: bytes, offset: int) -> Ok | Err:
 
     def run() -> int:
         descriptor.changeable()
-        return os.pwrite(descriptor.fd, data, offset)
+        return os.pwrite(descriptor.fd, data, _offset(offset))
 
     return _result(run)
 
@@ -244,7 +278,7 @@ def stat_at(wasi: Wasi, rep: int, path_flags: frozenset[str], path: str) -> Ok |
 
     def run() -> tuple[Any, ...]:
         follow = _follows(path_flags)
-        with resolve(descriptor.directory(), path, follow) as (dir_fd, name):
+        with descriptor.at(path, follow) as (dir_fd, name):
             return _stat(os.stat(name, dir_fd=dir_fd, follow_symlinks=follow))
 
     return _result(run)
@@ -277,7 +311,7 @@ def _change_at(wasi: Wasi, rep: int, path: str, change: Callable[[str, int], Non
 
     def run() -> None:
         descriptor.changeable()
-        with resolve(descriptor.directory(), path, False) as (dir_fd, name):
+        with descriptor.at(path, False) as (dir_fd, name):
             change(name, dir_fd)
 
     return _result(run)
@@ -309,7 +343,7 @@ def metadata_hash_at(wasi: Wasi, rep: int, path_flags: frozenset[str], path: str
 
     def run() -> tuple[int, int]:
         follow = _follows(path_flags)
-        with resolve(descriptor.directory(), path, follow) as (dir_fd, name):
+        with descriptor.at(path, follow) as (dir_fd, name):
             return _hash(os.stat(name, dir_fd=dir_fd, follow_symlinks=follow))
 
     return _result(run)

@@ -3,12 +3,14 @@
 Per request it takes a ready instance from a small pool (refilled in the background, off the
 request path), builds the ``incoming-request`` and ``response-outparam`` resources, calls
 ``wasi:http/incoming-handler#handle`` on a fiber, and streams the body the guest writes to the
-client as it is written: the guest waits when the client is slow (``streams.Pipe``).
+client as it is written: the guest waits when the client is slow (``streams.Pipe``). Trailers
+pass both ways: the request's reach the guest's ``future-trailers``, and those the guest
+finishes its body with end a chunked response.
 
 A trap before the response is a 500 (the front end answers it); a trap after it cuts the
 response. The front end's request deadline cancels the handler, which abandons the call: the
 instance is thrown away. An instance serves one request unless ``reuse`` allows more; after
-any failure it is never reused.
+any failure it is never reused. The pool and every call that fails count in ``stats``.
 """
 
 from __future__ import annotations
@@ -16,20 +18,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from typing import Any
 
 import attrs
 
+from .. import stats
+from .._native import GuestError, describe
 from .._native.component import ExportIndex, Instance, Linker
 from .._native.fiber import Store
+from ..errors import GuestTrap
+from ..host import Host
 from ..http import Request, Response
 from ..module import GuestKind, Module
 from .context import Wasi, WasiConfig
-from .http import FORBIDDEN, Fields, IncomingBody, IncomingRequest, OutgoingResponse, ResponseOutparam
+from .http import Fields, IncomingBody, IncomingRequest, OutgoingResponse, ResponseOutparam, received
 from .linking import build_linker
 
 log = logging.getLogger("wasmhost.http")
 _HANDLER = "wasi:http/incoming-handler@"
+#: A component call reports a trap as an error whose text names it: Wasmtime's words, and
+#: the kind the core path reports for the same trap (``TrapCode``).
+_TRAP = re.compile(r"wasm trap: (.+)")
+_TRAP_KINDS = {
+    "wasm `unreachable` instruction executed": "unreachable",
+    "call stack exhausted": "stack overflow",
+    "out of bounds memory access": "memory out of bounds",
+    "undefined element: out of bounds table access": "table out of bounds",
+    "uninitialized element": "indirect call to null",
+    "indirect call type mismatch": "bad signature",
+    "integer overflow": "integer overflow",
+    "integer divide by zero": "integer division by zero",
+    "invalid conversion to integer": "bad conversion to integer",
+}
 
 
 class NoResponse(Exception):
@@ -52,24 +73,28 @@ class ComponentHandler:
 
     ``pool`` instances are kept ready; ``reuse`` is how many requests one instance may serve
     (1: a fresh instance per request, as wasi:http intends), and ``idle`` how many reusable
-    instances may wait between requests.
+    instances may wait between requests. ``fuel`` is a budget per request (a reused instance
+    starts each request with it again); running out traps, which the front end answers 500.
     """
 
     def __init__(self, module: Module, config: WasiConfig | None = None, *, pool: int = 2,
-                 reuse: int = 1, idle: int = 16, max_memory: int | None = None) -> None:  # fmt: skip
+                 reuse: int = 1, idle: int = 16, max_memory: int | None = None,
+                 fuel: int | None = None) -> None:  # fmt: skip
         if pool < 0 or reuse < 1:
             raise ValueError("pool must be >= 0 and reuse >= 1")
         if module.kind is not GuestKind.HTTP_COMPONENT:
             raise ValueError(f"{module.name}: not a wasi:http component (it does not export {_HANDLER}0.2.x)")
-        self.component = module.compiled(fuel=False)
+        self.name = module.name
+        self.component = module.compiled(fuel=fuel is not None)
         self.config = config if config is not None else WasiConfig()
-        self.linker: Linker = build_linker(module.imports)
+        self.linker: Linker = build_linker(module.imports, fuel=fuel is not None)
         handler = next(name for name in module.exports if name.startswith(_HANDLER))
         self.export = ExportIndex(self.component, [handler, "handle"])
         self.pool_size = pool
         self.reuse = reuse
         self.idle = idle
         self.max_memory = max_memory
+        self.fuel = fuel
         self._ready: list[_Slot] = []
         self._filling: asyncio.Task[None] | None = None
         self._closed = False
@@ -77,11 +102,24 @@ class ComponentHandler:
         self.live = 0
         #: Instances created so far.
         self.instantiated = 0
+        stats.track_pool(self)
+
+    @classmethod
+    def for_host(cls, module: Module, host: Host, *, reuse: int = 1, pool: int = 2) -> ComponentHandler:
+        """A handler giving each instance what ``host`` gives a core module: capabilities, the
+        memory limit, and ``fuel`` per request."""
+        return cls(module, WasiConfig.of(host), pool=pool, reuse=reuse, max_memory=host.limits.memory,
+                   fuel=host.limits.fuel)  # fmt: skip
+
+    @property
+    def pooled(self) -> int:
+        """Instances ready for a request."""
+        return len(self._ready)
 
     # --- the instance pool --------------------------------------------------------------------
 
     async def _instantiate(self) -> _Slot:
-        store = Store(None, self.max_memory, lambda: "the server is closing" if self._closed else None)
+        store = Store(self.fuel, self.max_memory, lambda: "the server is closing" if self._closed else None)
         wasi = Wasi(self.config)
         try:
             instance = await self.linker.instantiate(store, self.component, wasi)
@@ -126,6 +164,8 @@ class ComponentHandler:
         slot.wasi.close()
         slot.instance.close()
         self.live -= 1
+        if slot.served:
+            stats.recycled()
 
     async def warm(self) -> None:
         """Fill the pool now (a server calls this before it starts listening)."""
@@ -150,10 +190,13 @@ class ComponentHandler:
         outparam = ResponseOutparam()
         call: asyncio.Future[Any] | None = None
         try:
+            if self.fuel is not None:
+                slot.instance.store.store.set_fuel(self.fuel)
             table = slot.wasi.table
             req = table.push(_incoming(request))
             out = table.push(outparam)
             call = asyncio.ensure_future(slot.instance.call(self.export, req, out))
+            call.add_done_callback(_count_failure)
             await asyncio.wait([call, outparam.future], return_when=asyncio.FIRST_COMPLETED)
             if not outparam.future.done():
                 call.result()  # a trap raises here
@@ -163,14 +206,16 @@ class ComponentHandler:
             await response.start(answer.status, answer.headers.entries)
             await _send_body(answer, response)
             await call
+            await response.end(answer.body.trailers)
             reusable = True
+        except GuestError as exc:  # one line for the log: the innermost reason, not the backtrace
+            info = describe(exc)
+            raise GuestTrap(self.name, info.message, _failure_kind(exc), info.frames) from None
         finally:
             if call is not None and not call.done():
                 call.cancel()
                 with contextlib.suppress(BaseException):
                     await call
-            elif call is not None and not call.cancelled():
-                call.exception()  # a trap after the body was cut short: logged above, not "never retrieved"
             if not outparam.future.done():
                 outparam.future.cancel()
             elif not outparam.future.cancelled():
@@ -178,12 +223,33 @@ class ComponentHandler:
             self._release(slot, reusable)
 
 
+def _count_failure(call: asyncio.Future[Any]) -> None:
+    """A call that failed counts by kind in ``wasmhost_traps_total`` (which retrieves its
+    exception: a trap after the body was cut short is no "exception never retrieved")."""
+    failure = None if call.cancelled() else call.exception()
+    if failure is not None:
+        stats.trap(_failure_kind(failure))
+
+
+def _failure_kind(failure: BaseException) -> str:
+    """The trap kind, as the core path names it; a host function that raised is a host failure."""
+    if isinstance(failure, NotImplementedError):
+        return "unknown import called"
+    if not isinstance(failure, GuestError):
+        return "host failure"
+    info = describe(failure)
+    if info.kind is not None:
+        return info.kind
+    found = _TRAP.search(info.message)
+    return _TRAP_KINDS.get(found.group(1), found.group(1)) if found else "trap"
+
+
 def _incoming(request: Request) -> IncomingRequest:
     """The request as the guest sees it: the authority from ``host``, and no connection headers."""
-    entries = [(name.decode("latin-1").lower(), value) for name, value in request.headers]
-    authority = next((value.decode("latin-1") for name, value in entries if name == "host"), None)
-    headers = Fields([(name, value) for name, value in entries if name not in FORBIDDEN], mutable=False)
-    return IncomingRequest(request.method, request.target, "http", authority, headers, IncomingBody(request.body.read))
+    authority = next((value.decode("latin-1") for name, value in request.headers if name.lower() == b"host"), None)
+    headers = Fields(received(request.headers), mutable=False)
+    body = IncomingBody(request.body.read, request.body.trailing)
+    return IncomingRequest(request.method, request.target, "http", authority, headers, body)
 
 
 def _end_body(answer: OutgoingResponse) -> None:

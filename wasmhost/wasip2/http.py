@@ -2,20 +2,23 @@
 body, the outgoing response and its body, the response outparam), as plain Python objects.
 
 Bodies are streams (``streams.Feed`` in, ``streams.Pipe`` out), so both directions flow with
-backpressure. Requests the guest sends (``outgoing-request``, ``outgoing-handler``) are in
-``outgoing``.
+backpressure. Trailers go both ways: an incoming body's (``incoming-body.finish`` gives a
+``future-trailers``, ready once the rest of the body is read) and the guest's own
+(``outgoing-body.finish``). Requests the guest sends (``outgoing-request``,
+``outgoing-handler``) are in ``outgoing``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from .._native.component import Err, Ok
 from .context import Wasi
 from .io import subscribe
+from .poll import TaskReadiness
 from .streams import Feed, Pipe
 
 TYPES = "wasi:http/types@0.2.0"
@@ -35,6 +38,13 @@ FORBIDDEN = frozenset({
     "transfer-encoding", "upgrade", "host", "http2-settings",
 })  # fmt: skip
 _METHODS = ("get", "head", "post", "put", "delete", "connect", "options", "trace", "patch")
+
+
+def received(fields: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, bytes]]:
+    """Header or trailer fields from the wire as the guest sees them: names lower-cased, and
+    without the ``FORBIDDEN`` ones."""
+    entries = ((name.decode("latin-1").lower(), value) for name, value in fields)
+    return [(name, value) for name, value in entries if name not in FORBIDDEN]
 
 
 class HeaderError(Exception):
@@ -85,11 +95,17 @@ class Fields:
         self.entries = [(k, v) for k, v in self.entries if k != lowered]
 
 
-class IncomingBody(Feed):
-    """The request body: the guest takes its stream once, then finishes it."""
+#: Reads what is left of a body and returns its trailer fields (none unless it had some).
+Trailing = Callable[[], Awaitable[Iterable[tuple[bytes, bytes]]]]
 
-    def __init__(self, source: Callable[[], Awaitable[bytes]]) -> None:
+
+class IncomingBody(Feed):
+    """An incoming body: the guest takes its stream once, then finishes it, which starts reading
+    its trailers (``trailing``)."""
+
+    def __init__(self, source: Callable[[], Awaitable[bytes]], trailing: Trailing) -> None:
         super().__init__(source)
+        self.trailing = trailing
         self.stream_taken = False
 
 
@@ -105,13 +121,14 @@ class IncomingRequest:
 
 
 class OutgoingBody:
-    """The response body: what the guest writes, queued in ``pipe`` for the host to send."""
+    """A body the guest writes, queued in ``pipe`` for the host to send, then its trailers."""
 
     def __init__(self) -> None:
         self.pipe = Pipe()
         self.requested = False  # the guest asked for this body (outgoing-response.body)
         self.stream_taken = False
         self.finished = False
+        self.trailers: list[tuple[bytes, bytes]] = []  # given to outgoing-body.finish
 
     def close(self) -> None:
         """Dropped without ``finish``: the body is incomplete (the host cuts the response)."""
@@ -137,14 +154,47 @@ class ResponseError(Exception):
     """The guest answered with an ``error-code`` instead of a response."""
 
 
-class FutureTrailers:
-    """Trailers are not supported: they are ready at once, and there are none."""
+class ErrorCode(Exception):
+    """A failure the guest sees as this wasi:http ``error-code`` (``case``, and ``payload``)."""
 
-    def ready(self) -> bool:
-        return True
+    def __init__(self, case: str, payload: Any = None) -> None:
+        super().__init__(case if payload is None else f"{case}: {payload}")
+        self.case = case
+        self.payload = payload
 
-    async def wait(self) -> None:
-        return None
+    @property
+    def code(self) -> Any:
+        return (self.case, self.payload)
+
+
+class FutureValue(TaskReadiness):
+    """A wasi:http future (``future-trailers``, ``future-incoming-response``): a task whose
+    outcome the guest may take once."""
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        super().__init__(task)
+        self.taken = False
+
+    def take(self, deliver: Callable[[Any], Any]) -> Any:
+        """``get``: none while pending; then once ``ok(ok(deliver(value)))`` or ``ok(err(error-code))``;
+        then ``err``."""
+        if not self.task.done():
+            return None
+        if self.taken:
+            return Err(None)
+        self.taken = True
+        if self.task.cancelled():
+            return Ok(Err(("internal-error", "cancelled")))
+        exc = self.task.exception()
+        if isinstance(exc, ErrorCode):
+            return Ok(Err(exc.code))
+        if exc is not None:
+            return Ok(Err(("internal-error", f"{type(exc).__name__}: {exc}")))
+        return Ok(Ok(deliver(self.task.result())))
+
+
+class FutureTrailers(FutureValue):
+    """The trailers of an incoming body the guest finished."""
 
 
 # --- functions --------------------------------------------------------------------------------
@@ -239,8 +289,8 @@ def body_stream(wasi: Wasi, rep: int) -> Ok | Err:
 
 
 def body_finish(wasi: Wasi, rep: int) -> int:
-    wasi.table.take(rep, IncomingBody)
-    return wasi.table.push(FutureTrailers())
+    body = wasi.table.take(rep, IncomingBody)
+    return wasi.table.push(FutureTrailers(asyncio.ensure_future(body.trailing())))
 
 
 def trailers_subscribe(wasi: Wasi, rep: int) -> int:
@@ -248,8 +298,11 @@ def trailers_subscribe(wasi: Wasi, rep: int) -> int:
 
 
 def trailers_get(wasi: Wasi, rep: int) -> Any:
-    wasi.table.get(rep, FutureTrailers)
-    return Ok(Ok(None))
+    def fields(trailers: Iterable[tuple[bytes, bytes]]) -> int | None:
+        kept = received(trailers)
+        return wasi.table.push(Fields(kept, mutable=False)) if kept else None
+
+    return wasi.table.get(rep, FutureTrailers).take(fields)
 
 
 def response_new(wasi: Wasi, headers: int) -> int:
@@ -291,7 +344,7 @@ def outgoing_body_write(wasi: Wasi, rep: int) -> Ok | Err:
 def outgoing_body_finish(wasi: Wasi, rep: int, trailers: int | None) -> Ok | Err:
     body = wasi.table.take(rep, OutgoingBody)
     if trailers is not None:
-        wasi.table.take(trailers, Fields)
+        body.trailers = [(name.encode("latin-1"), value) for name, value in wasi.table.take(trailers, Fields).entries]
     body.finished = True
     body.pipe.finish()
     return Ok(None)

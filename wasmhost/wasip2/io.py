@@ -8,7 +8,7 @@ from typing import Any
 
 from .._native.component import Err, Ok
 from .context import Wasi
-from .poll import Pollable, block, poll
+from .poll import Pollable, Readiness, block, poll
 from .streams import BLOCKING_WRITE_LIMIT, InputStream, OutputStream, StreamClosed, StreamFailed
 
 ERROR = "wasi:io/error@0.2.0"
@@ -40,8 +40,10 @@ def guarded(wasi: Wasi, op: Callable[[], Any]) -> Ok | Err:
 
 
 def subscribe(wasi: Wasi, rep: int, kind: type) -> int:
-    """A pollable on any resource that is its own ``Readiness`` (streams, bodies, futures)."""
-    return wasi.table.push(Pollable(wasi.table.get(rep, kind)))
+    """A pollable on any resource that is its own ``Readiness`` (streams, bodies, futures),
+    which it holds open."""
+    source: Readiness = wasi.table.get(rep, kind)
+    return wasi.table.push(Pollable(source), holds=source)
 
 
 # --- error and poll ------------------------------------------------------------------------
@@ -116,10 +118,17 @@ async def blocking_flush(wasi: Wasi, rep: int) -> Ok | Err:
     return flush(wasi, rep)
 
 
+def _over_limit(wasi: Wasi, size: int) -> Err | None:
+    if size > BLOCKING_WRITE_LIMIT:
+        return _stream_error(wasi, StreamFailed(f"a blocking write takes at most {BLOCKING_WRITE_LIMIT} bytes"))
+    return None
+
+
 async def blocking_write_and_flush(wasi: Wasi, rep: int, data: bytes) -> Ok | Err:
     """Write ``data`` (at most 4096 bytes), waiting as long as the stream is full."""
-    if len(data) > BLOCKING_WRITE_LIMIT:
-        return _stream_error(wasi, StreamFailed("blocking-write-and-flush takes at most 4096 bytes"))
+    refused = _over_limit(wasi, len(data))
+    if refused is not None:
+        return refused
     stream = wasi.table.get(rep, OutputStream)
     while data:
         room = guarded(wasi, stream.check_write)
@@ -136,11 +145,19 @@ async def blocking_write_and_flush(wasi: Wasi, rep: int, data: bytes) -> Ok | Er
 
 
 def write_zeroes(wasi: Wasi, rep: int, size: int) -> Ok | Err:
-    return write(wasi, rep, bytes(size))
+    """Like ``write``, within what ``check-write`` permits: the zeroes are made only then."""
+    stream = wasi.table.get(rep, OutputStream)
+    room = guarded(wasi, stream.check_write)
+    if isinstance(room, Err):
+        return room
+    if size > room.value:
+        return _stream_error(wasi, StreamFailed("write-zeroes exceeds check-write"))
+    return guarded(wasi, lambda: stream.write(bytes(size)))
 
 
 async def blocking_write_zeroes_and_flush(wasi: Wasi, rep: int, size: int) -> Ok | Err:
-    return await blocking_write_and_flush(wasi, rep, bytes(size))
+    refused = _over_limit(wasi, size)
+    return refused if refused is not None else await blocking_write_and_flush(wasi, rep, bytes(size))
 
 
 def splice(wasi: Wasi, rep: int, source: int, size: int) -> Ok | Err:

@@ -1,7 +1,10 @@
 """wasi:http/outgoing-handler 0.2: requests a guest sends, through an h11 client on the same
 loop, under the host's network policy (``--allow-outbound``: by default every destination is
 refused with ``HTTP-request-denied``), with the connect, first-byte and between-bytes timeouts
-``request-options`` sets. One connection per request, closed when its response body ends."""
+``request-options`` sets. One connection per request, closed when its response body ends.
+Trailers go both ways: those the guest finishes the request body with make it chunked (unless it
+set a ``content-length``, which leaves no room for them), and the response's reach the guest's
+``future-trailers``."""
 
 from __future__ import annotations
 
@@ -17,9 +20,8 @@ import h11
 
 from .._native.component import Err, Ok
 from .context import Wasi
-from .http import TYPES, Fields, IncomingBody, OutgoingBody
+from .http import TYPES, ErrorCode, Fields, FutureValue, IncomingBody, OutgoingBody
 from .io import subscribe
-from .poll import TaskReadiness
 
 HANDLER = "wasi:http/outgoing-handler@0.2.0"
 RESOURCES: list[tuple[str, str]] = []  # all defined by wasi:http/types (``http.RESOURCES``)
@@ -28,17 +30,8 @@ _DEFAULT_TIMEOUT = 30.0  # seconds, for each of the three timeouts the guest doe
 _READ = 65536
 
 
-class OutboundError(Exception):
+class OutboundError(ErrorCode):
     """A request failed: ``case`` (and ``payload``) is the ``error-code`` the guest gets."""
-
-    def __init__(self, case: str, payload: Any = None) -> None:
-        super().__init__(case if payload is None else f"{case}: {payload}")
-        self.case = case
-        self.payload = payload
-
-    @property
-    def code(self) -> Any:
-        return (self.case, self.payload)
 
 
 class OutgoingRequest:
@@ -64,15 +57,23 @@ class IncomingResponse:
     def __init__(self, status: int, headers: Fields, body: IncomingBody) -> None:
         self.status = status
         self.headers = headers
-        self.body: IncomingBody | None = body
+        self.body: IncomingBody | None = body  # None once the guest consumed it
+
+    def close(self) -> None:
+        """Dropped with its body never consumed: nothing will read the connection, so close it."""
+        if self.body is not None:
+            self.body.close()
 
 
-class FutureResponse(TaskReadiness):
-    """A response on its way: the client task, ready when it has the response head or failed."""
+class FutureResponse(FutureValue):
+    """A response on its way: the client task, ready when it has the response head or failed.
+    Dropped before the guest took the response, it closes that response's connection."""
 
-    def __init__(self, task: asyncio.Task[IncomingResponse]) -> None:
-        super().__init__(task)
-        self.taken = False
+    def close(self) -> None:
+        task = self.task
+        if task.done() and not self.taken and not task.cancelled() and task.exception() is None:
+            task.result().close()
+        super().close()
 
 
 # --- the client -------------------------------------------------------------------------------
@@ -158,6 +159,8 @@ class _Exchange:
         self.writer = writer
         self.http = h11.Connection(h11.CLIENT)
         self.options = options
+        self.ended = False
+        self.trailers: list[tuple[bytes, bytes]] = []
 
     async def send(self, request: OutgoingRequest, authority: str) -> None:
         pipe = request.body.pipe
@@ -165,7 +168,8 @@ class _Exchange:
         fields = [(name.encode(), value) for name, value in request.headers.entries if name != "host"]
         names = {name for name, _ in fields}
         method = _method(request)
-        if first is not None and b"content-length" not in names:
+        trailers = request.body.trailers  # known by now if the body is empty
+        if (first is not None or trailers) and b"content-length" not in names:
             fields.append((b"transfer-encoding", b"chunked"))
         elif first is None and b"content-length" not in names and method not in ("GET", "HEAD", "OPTIONS"):
             fields.append((b"content-length", b"0"))
@@ -179,7 +183,8 @@ class _Exchange:
             chunk = await pipe.get()
         if pipe.broken:
             raise OutboundError("HTTP-request-body-size", None)
-        self._write(h11.EndOfMessage())
+        chunked = (b"transfer-encoding", b"chunked") in fields
+        self._write(h11.EndOfMessage(headers=request.body.trailers if chunked else []))
         await self.writer.drain()
 
     def _write(self, event: Any) -> None:
@@ -213,10 +218,19 @@ class _Exchange:
             if isinstance(event, h11.Data) and event.data:
                 return bytes(event.data)
             if isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                if isinstance(event, h11.EndOfMessage):
+                    self.trailers = [(bytes(name), bytes(value)) for name, value in event.headers]
+                self.ended = True
                 self.close()
                 return b""
             if not isinstance(event, h11.Data):
                 raise OutboundError("HTTP-response-incomplete")
+
+    async def trailing(self) -> list[tuple[bytes, bytes]]:
+        """The response's trailers, once the rest of its body is read (and dropped)."""
+        while not self.ended:
+            await self.body_chunk()
+        return self.trailers
 
     def close(self) -> None:
         self.writer.close()
@@ -255,7 +269,7 @@ class _ResponseBody(IncomingBody):
     """A response body read from its connection, which it closes when dropped."""
 
     def __init__(self, exchange: _Exchange) -> None:
-        super().__init__(exchange.body_chunk)
+        super().__init__(exchange.body_chunk, exchange.trailing)
         self.exchange = exchange
 
     def close(self) -> None:
@@ -332,20 +346,7 @@ def future_subscribe(wasi: Wasi, rep: int) -> int:
 
 
 def future_get(wasi: Wasi, rep: int) -> Any:
-    future = wasi.table.get(rep, FutureResponse)
-    if not future.task.done():
-        return None
-    if future.taken:
-        return Err(None)
-    future.taken = True
-    if future.task.cancelled():
-        return Ok(Err(("internal-error", "the request was cancelled")))
-    exc = future.task.exception()
-    if isinstance(exc, OutboundError):
-        return Ok(Err(exc.code))
-    if exc is not None:
-        return Ok(Err(("internal-error", f"{type(exc).__name__}: {exc}")))
-    return Ok(Ok(wasi.table.push(future.task.result())))
+    return wasi.table.get(rep, FutureResponse).take(wasi.table.push)
 
 
 def response_status(wasi: Wasi, rep: int) -> int:

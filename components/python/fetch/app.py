@@ -2,10 +2,10 @@
 
 from urllib.parse import urlsplit
 
-from componentize_py_types import Err, Ok
-from guest_http import respond
+from componentize_py_types import Err
+from guest_http import read_all, respond, wait
 from wit_world import exports
-from wit_world.imports import outgoing_handler, streams, types
+from wit_world.imports import outgoing_handler, types
 from wit_world.imports.types import (
     Fields,
     IncomingBody,
@@ -25,28 +25,13 @@ def fetch(url: str) -> tuple[int, bytes]:
     OutgoingBody.finish(request.body(), None)
     # Child resources (a pollable, a body's stream) must be dropped before their parents: `with`.
     with outgoing_handler.handle(request, None) as future:
-        with future.subscribe() as ready:
-            ready.block()
-        outcome = future.get()
-    # option<result<result<incoming-response, error-code>>>: unwrap each layer, raising an Err.
-    while isinstance(outcome, (Ok, Err)):
-        if isinstance(outcome, Err):
-            raise outcome
-        outcome = outcome.value
-    assert isinstance(outcome, types.IncomingResponse)
-    with outcome as answer:
+        answer = wait(future)
+    assert isinstance(answer, types.IncomingResponse)
+    with answer:
         status, body = answer.status(), answer.consume()
-        data = bytearray()
-        with body.stream() as stream:
-            while True:
-                try:
-                    data += stream.blocking_read(65536)
-                except Err as err:
-                    if isinstance(err.value, streams.StreamError_Closed):
-                        break
-                    raise
+        data = read_all(body)
         with IncomingBody.finish(body):
-            return status, bytes(data)
+            return status, data
 
 
 class IncomingHandler(exports.IncomingHandler):

@@ -1,8 +1,11 @@
-"""What every test guest shares: building a response and writing a body in WASI-sized pieces."""
+"""What every test guest shares: building a response, writing a body in WASI-sized pieces,
+reading a whole incoming body, and waiting for a wasi:http future."""
 
-from componentize_py_types import Ok
+from typing import Any
+
+from componentize_py_types import Err, Ok
 from wit_world.imports import streams
-from wit_world.imports.types import Fields, OutgoingBody, OutgoingResponse, ResponseOutparam
+from wit_world.imports.types import Fields, IncomingBody, OutgoingBody, OutgoingResponse, ResponseOutparam
 
 # wasi:io/streams lets blocking-write-and-flush take at most 4096 bytes per call.
 WRITE_CHUNK = 4096
@@ -36,3 +39,30 @@ def respond(response_out: ResponseOutparam, status: int, content_type: str, data
     body, stream = start_response(response_out, status, headers)
     write_all(stream, data)
     finish(body, stream)
+
+
+def read_all(body: IncomingBody) -> bytes:
+    """An incoming body's whole stream (dropped before the body is finished, as WASI requires)."""
+    data = bytearray()
+    with body.stream() as stream:
+        while True:
+            try:
+                data += stream.blocking_read(65536)
+            except Err as err:
+                if isinstance(err.value, streams.StreamError_Closed):
+                    break
+                raise
+    return bytes(data)
+
+
+def wait(future: Any) -> Any:
+    """A wasi:http future's value, option<result<result<T, error-code>>>: T, or raise the Err
+    (its pollable is dropped before the future is read)."""
+    with future.subscribe() as ready:
+        ready.block()
+    outcome = future.get()
+    while isinstance(outcome, (Ok, Err)):
+        if isinstance(outcome, Err):
+            raise outcome
+        outcome = outcome.value
+    return outcome
