@@ -79,8 +79,10 @@ class _Driver:
                     self.answer()
                 self.next_request()
             elif isinstance(event, Rejected):
-                self.methods.append(b"")  # which request: the shadow parse tells (see ``_methods``)
-                self.sent += self.http.error_bytes(event.status, event.reason)
+                answer = self.http.error_bytes(event.status, event.reason)
+                if answer:  # none once a response has begun: then the connection just closes
+                    self.methods.append(b"")  # which request: the shadow parse tells (see ``_methods``)
+                self.sent += answer
                 self.done = True
             elif isinstance(event, PeerClosed):
                 self.done = True

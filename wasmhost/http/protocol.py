@@ -193,8 +193,12 @@ class ServerProtocol:
         return self._send(h11.EndOfMessage(headers=list(trailers) if self._chunked else []))
 
     def error_bytes(self, status: int, message: str) -> bytes:
-        """A whole error response that closes the connection, whatever state h11 is in."""
+        """A whole error response that closes the connection, whatever state h11 is in; nothing
+        once a response has begun (an error in the rest of a request answered early, such as
+        trailers over the limit): the client would take it for the answer to its next request."""
         self.failed = True
+        if self._conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return b""
         body = b"" if self._head_only else f"{status} {_phrase(status).decode()}: {message}\n".encode()
         head = f"HTTP/1.1 {status} {_phrase(status).decode()}\r\ncontent-type: text/plain; charset=utf-8\r\n"
         return f"{head}content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body

@@ -603,7 +603,8 @@ class Sockets:
             whole = int(seconds or 0)
             data = _TIMEVAL.pack(whole, int(((seconds or 0) - whole) * 1e6))
         else:
-            raw: bytes = _os(lambda: sock.sock.getsockopt(host_level, host_name, max(size, 4)))
+            # Python takes at most 1 KiB (more than any option here needs); a guest may offer 4 GiB.
+            raw: bytes = _os(lambda: sock.sock.getsockopt(host_level, host_name, min(max(size, 4), 1024)))
             data = raw if kind in ("bytes", "linger") else raw[:4]
         if size < len(data) and kind != "bytes":
             raise WasiError(Errno.INVAL)
