@@ -42,6 +42,10 @@ class Pool(Protocol):
     @property
     def pooled(self) -> int: ...
 
+    def host_calls(self) -> dict[str, int]:
+        """Calls of each WASI 0.2 host function (``interface#name``) by its instances so far."""
+        ...
+
 
 #: Upper bounds, in seconds, of the request latency histogram's buckets (Prometheus' defaults).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -139,6 +143,7 @@ def snapshot() -> Snapshot:
     for pool in list(_pools):
         now.instances_live += pool.live
         now.instances_pooled += pool.pooled
+        now.host_calls.update(pool.host_calls())
     return now
 
 

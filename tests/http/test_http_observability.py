@@ -78,6 +78,9 @@ def test_metrics_and_access_log_count_the_requests_made(
     assert _total(scrapes, f"{histogram}_bucket", le="+Inf") == len(REQUESTS)
     assert _total(scrapes, f"{histogram}_bucket", le="0.25") < len(REQUESTS)  # the 408 came after 0.5 s
     assert _total(scrapes, f"{histogram}_sum") >= 0.5
+    # Host calls by function count the components' too: one response per request the guest answered.
+    outparam = "wasi:http/types@0.2.0#[static]response-outparam.set"
+    assert _total(scrapes, "wasmhost_host_calls_total", function=outparam) == codes["200"]
     assert _total(scrapes, "wasmhost_connections_accepted_total") == len(REQUESTS)
     for limit, hits in (("max_body_bytes", 2), ("max_header_bytes", 1), ("header_timeout", 1)):
         assert _total(scrapes, "wasmhost_limit_hits_total", limit=limit) == hits, limit

@@ -111,6 +111,10 @@ class ComponentHandler:
         return cls(module, WasiConfig.of(host), pool=pool, reuse=reuse, max_memory=host.limits.memory,
                    fuel=host.limits.fuel)  # fmt: skip
 
+    def host_calls(self) -> dict[str, int]:
+        """Calls of each host function by this handler's instances (one linker serves them all)."""
+        return {name: cell[0] for name, cell in self.linker.counts.items() if cell[0]}
+
     @property
     def pooled(self) -> int:
         """Instances ready for a request."""
