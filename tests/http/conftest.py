@@ -30,8 +30,9 @@ COMPONENT_OUT = COMPONENTS / "out"
 
 
 def build_components(timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run components/build.sh with this interpreter's componentize-py and spin-sdk."""
-    env = {**os.environ, "PYTHON": sys.executable}
+    """Run components/build.sh with componentize-py and spin-sdk from ``$PYTHON`` if set (as
+    ``.ci/matrix`` sets it: its venvs have no guest tools), else from this interpreter."""
+    env = {"PYTHON": sys.executable, **os.environ}
     return subprocess.run(
         ["bash", str(COMPONENTS / "build.sh")], capture_output=True, text=True, timeout=timeout, env=env
     )
