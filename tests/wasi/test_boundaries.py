@@ -133,8 +133,9 @@ def test_random_arguments_and_memory(
 
 
 @pytest.fixture
-def world(sandbox: Path, loop: asyncio.AbstractEventLoop) -> Iterator[World]:
-    w = World(sandbox, loop, _memory())
+def world(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[World]:
+    """A sandbox of its own: the random calls above may leave files in the shared one."""
+    w = World(make_sandbox(tmp_path), loop, _memory())
     yield w
     w.close()
 
