@@ -260,7 +260,8 @@ with Instance(Module(Path(sys.argv[1]).read_bytes()), Host(stderr=stderr)) as in
         inst.call("boom")
     except GuestTrap as trap:
         tail = trap.stderr
-print(json.dumps({"grown": grown, "written": written, "tail": tail, "received": [r.hex() for r in received]}))
+result = {"grown": grown, "written": written, "tail": tail, "received": [r.hex() for r in received]}
+Path(sys.argv[3]).write_text(json.dumps(result))
 """
 
 
@@ -276,15 +277,17 @@ def _spray_memory() -> bytes:
 def test_stderr_spray_costs_the_host_only_what_is_written(tmp_path: Path, mode: str, expected_written: int) -> None:
     wat = tmp_path / "spray.wat"
     wat.write_text(SPRAY)
-    out = subprocess.run(
-        [sys.executable, "-c", _SPRAY_RUNNER, str(wat), mode],
+    # The result goes to a file: twice (once in 16 runs under load) the runner's 2 MB on a
+    # stdout pipe arrived cut short at a 64 KiB multiple, with exit 0 (not yet explained).
+    result_file = tmp_path / "result.json"
+    subprocess.run(
+        [sys.executable, "-c", _SPRAY_RUNNER, str(wat), mode, str(result_file)],
         capture_output=True,
-        text=True,
         timeout=120,
         check=True,
         cwd=ROOT,
     )
-    result = json.loads(out.stdout)
+    result = json.loads(result_file.read_text())
     memory = _spray_memory()
     assert result["written"] == expected_written
     assert result["grown"] < 64 << 20, f"host RSS grew {result['grown'] >> 20} MiB"
