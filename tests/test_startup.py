@@ -1,4 +1,5 @@
-"""Starting stays cheap: the registry client (oras, requests, urllib3) loads only when a command uses it."""
+"""Starting stays cheap: the registry client (oras, requests, urllib3), the component model, the
+image builder, the Kubernetes manifests and the worker supervisor load only when a command uses them."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import pytest
 from tests.conftest import ROOT
 
 REGISTRY_CLIENT = ("oras", "requests", "urllib3")
+#: What serving or running a local core module never needs.
+ON_DEMAND = ("wasmtime.component", "wasmhost.oci.builder", "wasmhost.k8s.manifests", "multiprocessing")
 
 
-def loaded_after(code: str) -> set[str]:
-    """Which of REGISTRY_CLIENT, wasmtime and asyncio a fresh interpreter holds after running ``code``."""
-    watched = (*REGISTRY_CLIENT, "wasmtime", "asyncio")
+def loaded_after(code: str, watched: tuple[str, ...] = (*REGISTRY_CLIENT, "wasmtime", "asyncio")) -> set[str]:
+    """Which of ``watched`` a fresh interpreter holds after running ``code``."""
     report = f"\nimport sys\nprint(*[m for m in {watched!r} if m in sys.modules], file=sys.stderr)"
     done = subprocess.run([sys.executable, "-c", code + report], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -42,6 +44,24 @@ def test_running_a_local_module_loads_no_registry_client(guest: Callable[[str], 
     assert loaded_after(code).isdisjoint(REGISTRY_CLIENT)
 
 
+def test_a_core_module_loads_nothing_it_does_not_use(guest: Callable[[str], Path]) -> None:
+    code = f"from wasmhost.cli import main\nassert main(['run', {str(guest('print-args'))!r}, 'x']) == 0"
+    assert loaded_after(code, ON_DEMAND) == set()
+
+
+def test_a_component_and_the_commands_that_need_them_load_them(tmp_path: Path) -> None:
+    """The check above can fail: each of those modules loads once something uses it."""
+    component = tmp_path / "empty.wat"
+    component.write_text("(component)")
+    code = (
+        f"from wasmhost import Module\nModule({str(component)!r})\n"
+        "from wasmhost.cli import main\nassert main(['k8s', 'containerd-config']) == 0\n"
+        f"assert main(['oci', 'build', {str(tmp_path / 'missing.wasm')!r}, '-t', 'example.com/a:b']) == 2\n"
+        "import wasmhost.workers"
+    )
+    assert loaded_after(code, ON_DEMAND) == set(ON_DEMAND)
+
+
 def test_pulling_loads_the_registry_client() -> None:
     """The check above can fail: the code that talks to registries does load it."""
     assert loaded_after("from wasmhost.oci import pull") >= set(REGISTRY_CLIENT)
@@ -52,7 +72,7 @@ def test_import_wasmhost_alone_loads_neither_wasmtime_nor_asyncio() -> None:
     assert loaded_after("from wasmhost import Instance") >= {"wasmtime", "asyncio"}
 
 
-@pytest.mark.parametrize("package", ["wasmhost", "wasmhost.oci"])
+@pytest.mark.parametrize("package", ["wasmhost", "wasmhost.oci", "wasmhost.k8s"])
 def test_every_public_name_resolves(package: str) -> None:
     code = (
         f"import importlib\nmodule = importlib.import_module({package!r})\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from . import __version__, logs, server, workers
+from . import __version__, logs, server
 from .errors import ConfigError, GuestTrap, HostFailure, Timeout, WasmhostError
 from .host import Host, Limits, Preopen
 from .instance import Instance
@@ -370,11 +371,13 @@ def _serve(ns: argparse.Namespace) -> int:
     module, host = _guest(ns, default=_demo)
     if ns.limit_concurrency is not None:
         host = attrs.evolve(host, network=attrs.evolve(host.network, limit_concurrency=ns.limit_concurrency))
-    count = workers.worker_count(ns.workers)
+    count = _worker_count(ns.workers)
     http = None
     if module.kind is GuestKind.HTTP_COMPONENT:
         http = server.HttpOptions(ns.port, ns.reuse_instances, _http_limits(ns))
     if count > 1 or ns.max_requests is not None:  # recycling needs a supervisor, even for one worker
+        from . import workers
+
         return workers.Workers(
             module, host, count, ns.graceful_timeout, ns.host_call_stats, max_requests=ns.max_requests,
             metrics=ns.metrics, log_format=ns.log_format, access_log=ns.access_log, http=http,
@@ -393,6 +396,15 @@ def _serve(ns: argparse.Namespace) -> int:
             if ns.host_call_stats:
                 server.print_host_calls(instance)
     return code
+
+
+def _worker_count(text: str) -> int:
+    """``--workers``: a positive number, or ``auto`` for one per CPU."""
+    if text == "auto":
+        return len(os.sched_getaffinity(0))
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise ConfigError(f"--workers {text}: expected a positive number or 'auto'")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import _native
-from ._native import component as _native_component
 from .cache import CompileCache
 from .errors import ModuleError
 from .wasi import linking
@@ -49,7 +48,6 @@ class _Codec(NamedTuple):
 
 
 _CORE = _Codec(_native.compile_module, _native.serialize, _native.deserialize)
-_COMPONENT = _Codec(_native_component.compile_component, _native_component.serialize, _native_component.deserialize)
 
 
 class Module:
@@ -71,7 +69,11 @@ class Module:
             wasm = _read(path)
         self.wasm = _check_header(self.name, wasm)
         self.is_component = self.wasm[6:8] == _COMPONENT_LAYER
-        self._codec = _COMPONENT if self.is_component else _CORE
+        self._codec = _CORE
+        if self.is_component:  # wasmtime.component costs a core module's start-up 10-15 ms: only on use
+            from ._native import component
+
+            self._codec = _Codec(component.compile_component, component.serialize, component.deserialize)
         self._cache = cache if cache is not None else CompileCache()
         self._compiled: dict[bool, Any] = {}
         self.cache_hit = False
@@ -79,8 +81,8 @@ class Module:
         self.imports: list[_native.Import]
         self.export_items: list[_native.Import]
         if self.is_component:
-            self.imports = _native_component.imports_of(compiled, fuel=False)
-            self.export_items = _native_component.exports_of(compiled, fuel=False)
+            self.imports = component.imports_of(compiled, fuel=False)
+            self.export_items = component.exports_of(compiled, fuel=False)
             self.exports = {i.module or i.name: "instance" if i.module else i.kind for i in self.export_items}
         else:
             self.imports = _native.imports_of(compiled)

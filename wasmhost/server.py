@@ -9,7 +9,6 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,7 +32,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def demo_module() -> Path:
     """The bundled ``http-hello`` guest (so ``pip install`` users need no Rust)."""
-    return Path(str(resources.files("wasmhost") / "_demo" / "http-hello.wasm"))
+    return Path(__file__).with_name("_demo") / "http-hello.wasm"
 
 
 class Readiness(Protocol):

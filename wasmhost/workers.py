@@ -47,15 +47,6 @@ _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _PR_SET_PDEATHSIG = 1
 
 
-def worker_count(text: str) -> int:
-    """``--workers``: a positive number, or ``auto`` for one per CPU."""
-    if text == "auto":
-        return len(os.sched_getaffinity(0))
-    if text.isdigit() and int(text) > 0:
-        return int(text)
-    raise ConfigError(f"--workers {text}: expected a positive number or 'auto'")
-
-
 @attrs.frozen
 class _Settings:
     """How each worker serves (sent to it when it starts)."""

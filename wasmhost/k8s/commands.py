@@ -5,10 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from .emit import dump_all
-from .manifests import RUNTIMES, App, Autoscale, containerd_config, manifests
+from .runtimes import RUNTIMES
+
+if TYPE_CHECKING:
+    from .manifests import App
+
+# The manifests (and the oci reference parser they use) are imported by the handlers: every
+# start of the CLI registers these parsers.
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,6 +70,8 @@ def _runtime_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _app(ns: argparse.Namespace) -> App:
+    from .manifests import App, Autoscale
+
     autoscale = None
     if ns.hpa is not None:
         low, sep, high = ns.hpa.partition(":")
@@ -91,6 +99,9 @@ def _app(ns: argparse.Namespace) -> App:
 
 
 def _manifests(ns: argparse.Namespace) -> int:
+    from .emit import dump_all
+    from .manifests import containerd_config, manifests
+
     app = _app(ns)
     text = dump_all(manifests(app))
     snippet = containerd_config(app.runtime, ns.runtime_path)
@@ -110,5 +121,7 @@ def _manifests(ns: argparse.Namespace) -> int:
 
 
 def _containerd_config(ns: argparse.Namespace) -> int:
+    from .manifests import containerd_config
+
     sys.stdout.write(containerd_config(RUNTIMES[ns.runtime], ns.runtime_path))
     return 0

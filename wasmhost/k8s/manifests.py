@@ -18,34 +18,13 @@ from ..oci import media
 from ..oci.errors import InvalidReference
 from ..oci.reference import SCHEME, parse
 from .emit import quote
+from .runtimes import RUNTIMES, Runtime
 
 #: RFC 1035 label: what a Service name must be (Deployments accept more; the stricter rule serves both).
 _DNS_LABEL: Final = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _QUANTITY: Final = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?")
 _LABEL_KEY: Final = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _LABEL_VALUE: Final = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
-RUNC_SHIM: Final = "io.containerd.runc.v2"
-
-
-@attrs.frozen
-class Runtime:
-    """A containerd runtime handler a node can offer for Wasm pods."""
-
-    #: The handler name: the RuntimeClass's `handler` and the key in containerd's runtimes table.
-    handler: str
-    #: containerd's shim (`runtime_type`).
-    shim: str
-    #: For the runc shim: the runc-compatible binary it calls (`BinaryName`).
-    binary: str | None = None
-
-
-RUNTIMES: Final = {
-    "wasmhost": Runtime("wasmhost", RUNC_SHIM, "/usr/local/bin/wasmhost-runtime"),
-    # crun built with a Wasm handler, as KWasm's node installer provides it.
-    "crun": Runtime("crun", RUNC_SHIM, "/usr/local/bin/crun"),
-    "wasmtime-shim": Runtime("wasmtime", "io.containerd.wasmtime.v1"),
-    "wasmedge-shim": Runtime("wasmedge", "io.containerd.wasmedge.v1"),
-}
 
 
 def _check_name(_: object, __: object, name: str) -> None:

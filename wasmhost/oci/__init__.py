@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .._lazy import attribute_loader, names
 
 if TYPE_CHECKING:
-    from .builder import FORMATS, MODULE_PATH, Built, Format, build
+    from .builder import MODULE_PATH, Built, build
     from .bundle import Bundle, Mount, read_bundle, write_bundle
     from .cache import Cache
     from .credentials import Credentials
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         UnsupportedMediaType,
     )
     from .layout import write_layout
+    from .media import FORMATS, Format
     from .pull import PulledModule, pull, resolve_module
     from .push import push
     from .reference import Reference
@@ -47,7 +48,8 @@ if TYPE_CHECKING:
 __getattr__ = attribute_loader(
     __name__,
     {
-        **names("builder", "FORMATS", "MODULE_PATH", "Built", "Format", "build"),
+        **names("builder", "MODULE_PATH", "Built", "build"),
+        **names("media", "FORMATS", "Format"),
         **names("bundle", "Bundle", "Mount", "read_bundle", "write_bundle"),
         **names("cache", "Cache"),
         **names("credentials", "Credentials"),

@@ -12,7 +12,7 @@ import posixpath
 import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Final, Literal, get_args
+from typing import Final
 
 import attrs
 
@@ -20,10 +20,9 @@ from ..module import header_problem
 from . import media
 from .content import Descriptor, digest_of, encode_json
 from .errors import BuildError, OciError
+from .media import FORMATS, Format
 from .reference import Reference, parse
 
-Format = Literal["image", "artifact", "wasm-to-oci"]
-FORMATS: Final[tuple[Format, ...]] = get_args(Format)
 #: Where the module lives inside an image, as in `COPY app.wasm /` + `CMD ["/app.wasm"]`.
 MODULE_PATH: Final = "/app.wasm"
 #: Every timestamp we write: builds must not depend on the clock.

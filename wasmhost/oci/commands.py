@@ -13,19 +13,20 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from .builder import FORMATS, Built, build
-from .bundle import Mount, write_bundle
-from .credentials import Credentials
 from .errors import OciError
-from .layout import write_layout
 from .limits import MAX_MODULE_SIZE, MiB
-from .reference import SCHEME
+from .media import FORMATS
 
-# pull and push (oras, requests, urllib3) are imported by the handlers that use them:
+if TYPE_CHECKING:
+    from .builder import Built
+    from .bundle import Mount
+    from .credentials import Credentials
+
+# The handlers import what they use (pull and push bring oras, requests and urllib3):
 # registering these parsers must not slow down every other command's start.
 
 
@@ -130,6 +131,8 @@ def _credentials(args: argparse.Namespace) -> Credentials | None:
         raise OciError("--username", "--username and --password-stdin go together")
     if not args.username:
         return None
+    from .credentials import Credentials
+
     password = sys.stdin.readline().rstrip("\r\n")
     if not password:
         raise OciError("--password-stdin", "no password on standard input")
@@ -137,10 +140,13 @@ def _credentials(args: argparse.Namespace) -> Credentials | None:
 
 
 def _built(args: argparse.Namespace, ref: str) -> Built:
+    from .builder import build
+
     return build(args.module, ref, args.format, args=args.args, env=dict(args.env), platform=args.platform)
 
 
 def _build(args: argparse.Namespace) -> int:
+    from .layout import write_layout
     from .push import push
 
     credentials = _credentials(args)
@@ -184,7 +190,9 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _bundle(args: argparse.Namespace) -> int:
+    from .bundle import write_bundle
     from .pull import pull
+    from .reference import SCHEME
 
     module: Path = Path(args.module)
     extra_args, env = list(args.args), dict(args.env)
@@ -219,6 +227,8 @@ def _mount(text: str) -> Mount:
     guest, _, mode = guest.partition(":")
     if not host or not guest.startswith("/") or mode not in ("", "ro", "rw"):
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:GUEST[:ro] with GUEST absolute")
+    from .bundle import Mount
+
     return Mount(guest, Path(host), mode == "ro")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal, get_args
 
 OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"
@@ -41,3 +41,8 @@ TITLE_ANNOTATION: Final = "org.opencontainers.image.title"
 
 #: Version field of a core module; components carry another one after the same magic.
 CORE_MODULE_VERSION: Final = b"\x01\0\0\0"
+
+#: How a module is packaged: an image (crun, youki, runwasi, Docker), the CNCF Wasm artifact, or
+#: the wasm-to-oci layout Krustlet pulls.
+Format = Literal["image", "artifact", "wasm-to-oci"]
+FORMATS: Final[tuple[Format, ...]] = get_args(Format)
