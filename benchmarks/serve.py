@@ -1,13 +1,15 @@
 """HTTP requests/s and latency: the http-hello guest under wasmhost beside two plain uvloop servers.
 
 Run: ``python benchmarks/serve.py [--duration S | --quick] [--scenarios 1,50,close1,close]
-[--workers 1,2]``. Per scenario, each server starts fresh on an OS-picked 127.0.0.1 port, is warmed
+[--workers 1,2] [--rounds N]``. Per scenario, each server starts fresh on an OS-picked 127.0.0.1 port, is warmed
 up for 1 s, loaded with ``wrk -t1`` and stopped; one server at a time, so a 2-core machine measures
 the server and not the contention. The servers: the guest under wasmhost twice (its default poll
 loop, and ``POLL_STYLE=mio-0.8.7``, which polls the way tokio_wasi on mio_wasi 0.8.7 does; again
 for each worker count above 1), then uvloop + h11 and uvloop + httptools, which answer with the
 guest's exact bytes. A fresh wasmhost per scenario makes its ``--host-call-stats`` (host calls and
-suspensions) a per-scenario count. Without wrk, a small asyncio client of ours applies the same
+suspensions) a per-scenario count. With ``--rounds N`` the whole sequence runs N times; each row
+shows its median run and each ratio is the median of the N ratios of runs made in the same round,
+which a noisy machine shifts far less than a single run. Without wrk, a small asyncio client of ours applies the same
 scenarios; its figures are less precise.
 """
 
@@ -120,16 +122,27 @@ class Row:
     server: str
     command: list[str]
     workers: int = 1
-    load: Load | None = None
+    #: One load per round, in round order (a failed round leaves a gap: None).
+    loads: list[Load | None] = field(default_factory=list)
     reply: bytes | None = None
     calls_per_request: float | None = None
     suspensions_per_request: float | None = None
     host_calls: str | None = None
     problems: list[str] = field(default_factory=list)
+    #: Host calls, suspensions and requests summed over the rounds.
+    _calls: Counter[str] = field(default_factory=Counter)
+    _suspensions: int = 0
+    _requests: int = 0
 
     @property
     def is_wasmhost(self) -> bool:
         return self.server not in BASELINE_NAMES
+
+    @property
+    def load(self) -> Load | None:
+        """The run with the median req/s."""
+        done = sorted((load for load in self.loads if load is not None), key=lambda load: load.rps)
+        return done[(len(done) - 1) // 2] if done else None
 
 
 LoadFn = Callable[[int, Scenario, float], Load]
@@ -338,28 +351,36 @@ def measure(row: Row, load: LoadFn, seconds: float) -> None:
     with Server(row.server, row.command) as server:
         row.reply = probe(server.port)
         warmup = load(server.port, row.scenario, WARMUP_S)
-        row.load = load(server.port, row.scenario, seconds)
-    row.problems += row.load.problems
+        measured = load(server.port, row.scenario, seconds)
+        row.loads.append(measured)
+    row.problems += [p for p in measured.problems if p not in row.problems]
     if server.returncode != 0:
         row.problems.append(f"exit status {server.returncode}")
     if row.is_wasmhost:
-        calls, suspensions = host_calls(server.log), host_suspensions(server.log)
-        requests = PROBE_REQUESTS + warmup.requests + row.load.requests
-        if len(suspensions) != row.workers or not requests:
+        suspensions = host_suspensions(server.log)
+        if len(suspensions) != row.workers:
             row.problems.append(f"host-call stats from {len(suspensions)} of {row.workers} wasmhost process(es)")
             return
-        row.calls_per_request = calls["total"] / requests
-        row.suspensions_per_request = sum(suspensions) / requests
+        row._calls += host_calls(server.log)
+        row._suspensions += sum(suspensions)
+        row._requests += PROBE_REQUESTS + warmup.requests + measured.requests
+        requests = row._requests
+        row.calls_per_request = row._calls["total"] / requests
+        row.suspensions_per_request = row._suspensions / requests
         row.host_calls = "per request: " + ", ".join(
-            f"{name} {n / requests:.2f}" for name, n in calls.most_common() if name != "total" and n / requests >= 0.005
+            f"{name} {n / requests:.2f}"
+            for name, n in row._calls.most_common()
+            if name != "total" and n / requests >= 0.005
         )
 
 
 def _ratio(row: Row, baseline: Row | None) -> float | None:
-    """``row``'s req/s over ``baseline``'s, when both were measured."""
-    if row.load is None or baseline is None or baseline.load is None or not baseline.load.rps:
+    """The median over the rounds of ``row``'s req/s over ``baseline``'s in the same round."""
+    if baseline is None:
         return None
-    return row.load.rps / baseline.load.rps
+    pairs = zip(row.loads, baseline.loads, strict=False)  # an interrupted run may end mid-round
+    ratios = [a.rps / b.rps for a, b in pairs if a is not None and b is not None and b.rps]
+    return statistics.median(ratios) if ratios else None
 
 
 def _find(rows: list[Row], scenario: str, server: str) -> Row | None:
@@ -446,6 +467,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10, help="seconds per measured run (default 10)")
     parser.add_argument("--quick", action="store_true", help="3 s runs, a smoke test")
     parser.add_argument(
+        "--rounds", type=int, default=1, help="run everything N times; medians of runs and of same-round ratios"
+    )
+    parser.add_argument(
         "--scenarios",
         default=",".join(s.name for s in SCENARIOS),
         help="comma-separated subset of: " + ", ".join(f"{s.name} ({s.label})" for s in SCENARIOS),
@@ -470,7 +494,10 @@ def main() -> None:
     load: LoadFn = wrk if client == "wrk" else asyncio_client
     ensure_guest()
 
-    print(f"{client}, {seconds:g} s per run after a {WARMUP_S} s warm-up, one server at a time", file=sys.stderr)
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: expected a positive number")
+    print(f"{client}, {seconds:g} s per run after a {WARMUP_S} s warm-up, one server at a time, {args.rounds} "
+          "round(s)", file=sys.stderr)  # fmt: skip
     if client == "asyncio":
         print("wrk not used: figures come from serve.py's own asyncio client (less precise)", file=sys.stderr)
     rows = [
@@ -480,14 +507,19 @@ def main() -> None:
         for name, command, workers in servers(list(dict.fromkeys(int(count) for count in counts)))
     ]
     interrupted = False
-    for row in rows:
-        print(f"  {row.scenario.label}: {row.server} ...", file=sys.stderr, flush=True)
-        try:
-            measure(row, load, seconds)
-        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-            row.problems.append(f"failed: {exc}")
-        except KeyboardInterrupt:  # the server is already stopped; show what was measured
-            interrupted = True
+    for round_ in range(1, args.rounds + 1):
+        for row in rows:
+            print(f"  round {round_}: {row.scenario.label}: {row.server} ...", file=sys.stderr, flush=True)
+            try:
+                measure(row, load, seconds)
+            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                if len(row.loads) < round_:
+                    row.loads.append(None)
+                row.problems.append(f"round {round_} failed: {exc}")
+            except KeyboardInterrupt:  # the server is already stopped; show what was measured
+                interrupted = True
+                break
+        if interrupted:
             break
     print_table(rows)
     print(compare_replies(rows))
