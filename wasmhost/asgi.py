@@ -6,6 +6,10 @@
 body is received only as fast as the guest reads it, ``send`` waits for a slow client, the mount
 prefix (``root_path``) is taken off the path the guest sees, and the limits on body size and
 time to the response start are answered as the front end does (413, 504, 500 on a trap).
+
+Trailers: the guest's response trailers are sent where the server offers the ASGI
+``http.response.trailers`` extension (and, as on the wire, only after a body of unknown length).
+ASGI has no way to pass request trailers, so the guest sees none.
 """
 
 from __future__ import annotations
@@ -76,7 +80,8 @@ class ComponentApp:
         if declared is not None and declared > self.limits.max_body_bytes:
             await _refuse(request, send, 413, too_large)
             return
-        response = _AsgiResponse(send)
+        offers_trailers = "http.response.trailers" in (scope.get("extensions") or {})
+        response = _AsgiResponse(send, offers_trailers and request.method != "HEAD" and request.http_version != "1.0")
         call = asyncio.ensure_future(self.handler(request, response))
         started = asyncio.ensure_future(response.head_sent.wait())
         try:
@@ -160,21 +165,31 @@ class _Receiver:
 
 class _AsgiResponse(Response):
     """The response as ASGI messages; ``send`` returns once the server has taken the data (after
-    waiting for a slow client, in servers that apply backpressure)."""
+    waiting for a slow client, in servers that apply backpressure). ``trailers``: the server
+    takes response trailers for this request."""
 
-    def __init__(self, send: Send) -> None:  # the h11 connection of the base class is not used
+    def __init__(self, send: Send, trailers: bool) -> None:  # the h11 connection of the base class is not used
         self._send = send
+        self._may_trail = trailers
+        self._trailing = False
         self.head_sent = asyncio.Event()
 
     async def _send_head(self, status: int, fields: list[tuple[bytes, bytes]]) -> None:
         self.head_sent.set()
-        await self._send({"type": "http.response.start", "status": status, "headers": fields})
+        start: Message = {"type": "http.response.start", "status": status, "headers": fields}
+        if self._may_trail:
+            # Whether the guest ends with trailers is known only at the end: a body of unknown
+            # length announces them, and an empty set ends it as plainly as none would.
+            self._trailing = start["trailers"] = not any(name.lower() == b"content-length" for name, _ in fields)
+        await self._send(start)
 
     async def _send_data(self, data: bytes) -> None:
         await self._send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def _send_end(self) -> None:
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+        if self._trailing:
+            await self._send({"type": "http.response.trailers", "headers": list(self.trailers), "more_trailers": False})
 
 
 def _request(scope: Scope, receive: Receive, limits: HttpLimits) -> tuple[Request, _Receiver]:

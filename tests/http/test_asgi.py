@@ -27,7 +27,7 @@ from starlette.responses import PlainTextResponse  # noqa: E402
 from starlette.routing import Mount, Route  # noqa: E402
 
 from wasmhost import Module  # noqa: E402
-from wasmhost.asgi import ComponentApp, Receive, Scope, Send  # noqa: E402
+from wasmhost.asgi import ComponentApp, Message, Receive, Scope, Send  # noqa: E402
 from wasmhost.cache import CompileCache  # noqa: E402
 from wasmhost.http import HttpLimits  # noqa: E402
 from wasmhost.net.loop import new_loop  # noqa: E402
@@ -85,7 +85,8 @@ def serving(app: ASGIApp) -> Iterator[Uvicorn]:
 @pytest.fixture(scope="module")
 def modules(component: Callable[[str], Path], component_dir: Path) -> dict[str, Module]:
     cache = CompileCache(component_dir)
-    return {name: Module(component(name), cache=cache) for name in ("hello", "echo", "inspect", "trap", "never")}
+    names = ("hello", "echo", "inspect", "trap", "never", "trailers")
+    return {name: Module(component(name), cache=cache) for name in names}
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +268,55 @@ def test_the_app_alone_gets_lifespan_events(modules: dict[str, Module]) -> None:
         assert app.handler.live == 2  # the pool was filled at startup
         assert running.get("/")[2] == b"Hello, World!"
     assert app.handler.live == 0  # released at shutdown
+
+
+def called(app: ComponentApp, method: str, extensions: dict[str, object]) -> list[Message]:
+    """The messages ``app`` sends for one chunked "hello" upload, called the way an ASGI server
+    calls it (the last ``receive`` waits, as a server's does until the client goes)."""
+    incoming = [{"type": "http.request", "body": b"hel", "more_body": True},
+                {"type": "http.request", "body": b"lo", "more_body": False}]  # fmt: skip
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+        "path": "/", "raw_path": b"/", "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000),
+        "headers": [(b"host", b"x"), (b"transfer-encoding", b"chunked")], "extensions": extensions,
+    }  # fmt: skip
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        if incoming:
+            return incoming.pop(0)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def exchange() -> None:
+        try:
+            await app(scope, receive, send)
+        finally:
+            await app.close()
+
+    asyncio.run(exchange())
+    return sent
+
+
+def test_response_trailers_go_to_a_server_that_takes_them(modules: dict[str, Module]) -> None:
+    sent = called(ComponentApp(modules["trailers"]), "POST", {"http.response.trailers": {}})
+    assert [m["type"] for m in sent[:1] + sent[-2:]] == ["http.response.start", "http.response.body",
+                                                         "http.response.trailers"]  # fmt: skip
+    assert sent[0]["status"] == 200 and sent[0]["trailers"] is True
+    assert b"".join(m["body"] for m in sent if m["type"] == "http.response.body") == b"hello"
+    assert sent[-2]["more_body"] is False
+    # ASGI carries no request trailers, so the guest counts none; its own trailer still goes out.
+    assert sent[-1] == {"type": "http.response.trailers", "headers": [(b"x-trailer-count", b"0")],
+                        "more_trailers": False}  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "extensions"), [("POST", {}), ("HEAD", {"http.response.trailers": {}})])
+def test_no_trailers_where_the_server_or_the_request_has_no_room(modules: dict[str, Module], method: str,
+                                                                  extensions: dict[str, object]) -> None:  # fmt: skip
+    sent = called(ComponentApp(modules["trailers"]), method, extensions)
+    assert sent[0]["type"] == "http.response.start" and not sent[0].get("trailers")
+    assert sent[-1]["type"] == "http.response.body" and sent[-1]["more_body"] is False
+    assert all(m["type"] != "http.response.trailers" for m in sent)
