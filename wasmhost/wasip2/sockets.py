@@ -16,7 +16,8 @@ reads ahead at most one chunk (``streams.Feed``) and its output stream is a boun
 ``streams.Pipe`` drained to the socket, so a slow peer makes the guest wait. The pollables of a
 listener and of UDP streams wait for the host socket's own readiness. Failures are the
 ``error-code`` cases of Linux's errnos. Socket options (keep-alive, hop limit, buffer sizes)
-return ``not-supported``.
+are the kernel's: a value set before the host socket exists is applied when it is made, and an
+accepted connection gets its listener's, as the WIT asks (Linux copies most of them itself).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import logging
 import select
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._native.component import Err, Ok
 from ..net.policy import IPAddress, Network
@@ -143,16 +144,75 @@ def _show(ip: object, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in str(ip) else f"{ip}:{port}"
 
 
+# --- socket options (sans-I/O) -----------------------------------------------------------------
+
+_NS = 1_000_000_000
+_C_INT_MAX = 0x7FFF_FFFF
+
+
+def _positive(limit: int) -> Callable[[int], int]:
+    """A setter's value as the kernel takes it: 0 is ``invalid-argument`` (as the WIT says), any
+    other value is clamped to ``limit`` (where Linux would say EINVAL)."""
+
+    def convert(value: int) -> int:
+        if value == 0:
+            raise SocketError("invalid-argument")
+        return min(value, limit)
+
+    return convert
+
+
+def _seconds(limit: int) -> Callable[[int], int]:
+    """A duration in nanoseconds as whole seconds (rounded up), for the keep-alive timers."""
+    clamp = _positive(limit)
+    return lambda ns: clamp(-(-ns // _NS))
+
+
+class _Option(NamedTuple):
+    """A wasi:sockets option: its (level, name) on IPv4 and IPv6 sockets, the setter's value as the
+    kernel takes it, and the kernel's value as the getter returns it."""
+
+    v4: tuple[int, int]
+    v6: tuple[int, int]
+    to_host: Callable[[int], int]
+    from_host: Callable[[int], Any]
+
+
+def _same(level: int, name: int, to_host: Callable[[int], int], from_host: Callable[[int], Any] = int) -> _Option:
+    return _Option((level, name), (level, name), to_host, from_host)
+
+
+_OPTIONS = {
+    "keep-alive-enabled": _same(socket.SOL_SOCKET, socket.SO_KEEPALIVE, int, bool),
+    "keep-alive-idle-time": _same(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, _seconds(32767), lambda s: s * _NS),
+    "keep-alive-interval": _same(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, _seconds(32767), lambda s: s * _NS),
+    "keep-alive-count": _same(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, _positive(127)),
+    "hop-limit": _Option((socket.IPPROTO_IP, socket.IP_TTL), (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS),
+                         _positive(255), int),
+    "receive-buffer-size": _same(socket.SOL_SOCKET, socket.SO_RCVBUF, _positive(_C_INT_MAX)),
+    "send-buffer-size": _same(socket.SOL_SOCKET, socket.SO_SNDBUF, _positive(_C_INT_MAX)),
+}  # fmt: skip
+
+
 # --- host sockets -----------------------------------------------------------------------------
 
 
+_FAMILIES = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
+
+
+def _apply(sock: socket.socket, options: dict[tuple[int, int], int]) -> None:
+    for (level, key), value in options.items():
+        sock.setsockopt(level, key, value)
+
+
 def _bound(
-    network: Network, kind: int, ip: IPAddress, port: int, connecting: bool = False
-) -> tuple[socket.socket, int | None]:
-    """A host socket bound where the policy puts the guest's ``bind(ip, port)``, and the guest's
-    port when ``-p`` remapped it. One that is ``connecting`` unbound (the unspecified address,
-    port 0) is bound only where ``--host`` says (the port chosen at connect time), else left to
-    the kernel, as in preview1."""
+    network: Network, kind: int, ip: IPAddress, port: int, connecting: bool = False,
+    options: dict[tuple[int, int], int] | None = None,
+) -> tuple[socket.socket, int | None]:  # fmt: skip
+    """A host socket with the guest's ``options``, bound where the policy puts the guest's
+    ``bind(ip, port)``, and the guest's port when ``-p`` remapped it. One that is ``connecting``
+    unbound (the unspecified address, port 0) is bound only where ``--host`` says (the port
+    chosen at connect time), else left to the kernel, as in preview1."""
     host, host_port = network.bind_target(ip, port)
     kernels = connecting and host_port == 0 and ipaddress.ip_address(host).is_unspecified
     if not kernels and ipaddress.ip_address(host).version != ip.version:
@@ -160,6 +220,7 @@ def _bound(
     sock = socket.socket(socket.AF_INET if ip.version == 4 else socket.AF_INET6, kind)
     try:
         sock.setblocking(False)
+        _apply(sock, options or {})
         if connecting:  # outgoing connections share ephemeral ports
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
@@ -219,13 +280,33 @@ class _Socket:
         self.sock: socket.socket | None = None
         self.state = "unbound"  # then bind-started, bound; TCP goes on (``TcpSocket``)
         self.guest_port: int | None = None  # the port the guest bound, when -p remapped it
+        #: Options the guest set, as the kernel takes them: applied to the host socket once made.
+        self.options: dict[tuple[int, int], int] = {}
 
     def bind(self, network: Network, local: Any) -> None:
         if self.state != "unbound":
             raise SocketError("invalid-state")
         ip, port = _checked(self.family, local, peer=False, unicast=self.kind == socket.SOCK_STREAM)
-        self.sock, self.guest_port = _bound(network, self.kind, ip, port)
+        self.sock, self.guest_port = _bound(network, self.kind, ip, port, options=self.options)
         self.state = "bind-started"
+
+    def get_option(self, name: str) -> Any:
+        """What the kernel says; before the host socket exists, what it will say once made."""
+        option = _OPTIONS[name]
+        level, key = option.v4 if self.family == "ipv4" else option.v6
+        if self.sock is not None:
+            return option.from_host(self.sock.getsockopt(level, key))
+        with socket.socket(_FAMILIES[self.family], self.kind) as probe:
+            _apply(probe, self.options)
+            return option.from_host(probe.getsockopt(level, key))
+
+    def set_option(self, name: str, value: int) -> None:
+        option = _OPTIONS[name]
+        level, key = option.v4 if self.family == "ipv4" else option.v6
+        host = option.to_host(value)
+        if self.sock is not None:
+            self.sock.setsockopt(level, key, host)
+        self.options[level, key] = host
 
     def finish(self, started: str, done: str) -> Ok | Err:
         """End a two-step operation (bind, listen), which took effect when it started."""
@@ -294,7 +375,7 @@ class TcpSocket(_Socket):
             raise SocketError(_DENIED)
         if self.sock is None:
             unspecified = ipaddress.ip_address("0.0.0.0" if self.family == "ipv4" else "::")
-            self.sock = _bound(network, socket.SOCK_STREAM, unspecified, 0, connecting=True)[0]
+            self.sock = _bound(network, socket.SOCK_STREAM, unspecified, 0, connecting=True, options=self.options)[0]
         sock = self.sock
         self.task = asyncio.ensure_future(_connect(sock, (str(ip), port)))
         self.state = "connecting"
@@ -528,9 +609,10 @@ async def accept(wasi: Wasi, rep: int) -> Ok | Err:
     except OSError as exc:
         return Err(_code(exc))
     accepted = TcpSocket(listener.family)
-    accepted.sock, accepted.guest_port = conn, listener.guest_port
+    accepted.sock, accepted.guest_port, accepted.options = conn, listener.guest_port, dict(listener.options)
     try:
         conn.setblocking(False)
+        _apply(conn, accepted.options)  # what Linux does not copy from the listener itself
         reader, writer = await asyncio.open_connection(sock=conn)
     except BaseException:
         conn.close()
@@ -675,6 +757,33 @@ def lookup_subscribe(wasi: Wasi, rep: int) -> int:
     return subscribe(wasi, rep, Lookup)
 
 
+def _getter(kind: type[_Socket], name: str) -> Callable[[Wasi, int], Ok | Err]:
+    def get(wasi: Wasi, rep: int) -> Ok | Err:
+        sock = wasi.table.get(rep, kind)
+        return _outcome(lambda: sock.get_option(name))
+
+    return get
+
+
+def _setter(kind: type[_Socket], name: str) -> Callable[[Wasi, int, int], Ok | Err]:
+    def set_(wasi: Wasi, rep: int, value: int) -> Ok | Err:
+        sock = wasi.table.get(rep, kind)
+        return _outcome(lambda: sock.set_option(name, value))
+
+    return set_
+
+
+def _option_functions(interface: str, kind: type[_Socket], resource: str, names: dict[str, str]) -> dict[
+    tuple[str, str], Callable[..., Any]
+]:  # fmt: skip
+    """The getter and setter of each option (``names``: the WIT's name -> ``_OPTIONS``' name)."""
+    functions: dict[tuple[str, str], Callable[..., Any]] = {}
+    for wit, name in names.items():
+        functions[interface, f"[method]{resource}.{wit}"] = _getter(kind, name)
+        functions[interface, f"[method]{resource}.set-{wit}"] = _setter(kind, name)
+    return functions
+
+
 FUNCTIONS: dict[tuple[str, str], Callable[..., Any]] = {
     ("wasi:sockets/instance-network@0.2.0", "instance-network"): instance_network,
     ("wasi:sockets/tcp-create-socket@0.2.0", "create-tcp-socket"): create_tcp_socket,
@@ -708,4 +817,9 @@ FUNCTIONS: dict[tuple[str, str], Callable[..., Any]] = {
     (LOOKUP, "resolve-addresses"): resolve_addresses,
     (LOOKUP, "[method]resolve-address-stream.resolve-next-address"): resolve_next_address,
     (LOOKUP, "[method]resolve-address-stream.subscribe"): lookup_subscribe,
-}
+    **_option_functions(TCP, TcpSocket, "tcp-socket", {name: name for name in _OPTIONS}),
+    **_option_functions(UDP, UdpSocket, "udp-socket", {
+        "unicast-hop-limit": "hop-limit", "receive-buffer-size": "receive-buffer-size",
+        "send-buffer-size": "send-buffer-size",
+    }),
+}  # fmt: skip
