@@ -17,7 +17,6 @@ from . import _native, stats
 from .errors import ConfigError, GuestTrap, HostFailure, Interrupted, LinkError, ModuleError, Timeout, WasmhostError
 from .host import Host, Stdio
 from .module import Module
-from .net import loop as loops
 from .net.connections import Connections
 from .wasi import linking
 from .wasi.abi import STDIO_RIGHTS
@@ -209,7 +208,12 @@ class Instance:
             coro.close()
             raise WasmhostError(f"{self.module.name}: inside a running event loop, use run_async() or call_async()")
         if self._private is None:
-            self._private = loops.new_loop()
+            # asyncio's own loop, not uvloop: closing a uvloop loop on Linux tears down libuv's
+            # io_uring ring, after which the kernel may cut the process's next blocking pipe
+            # write short (about 1 run in 100 here), and an unbuffered text stream
+            # (PYTHONUNBUFFERED) drops the rest silently. A private loop must not do that to
+            # the program embedding us.
+            self._private = asyncio.new_event_loop()
         private = self._private
         task = private.create_task(coro)
         try:

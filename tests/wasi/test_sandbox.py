@@ -277,8 +277,8 @@ def _spray_memory() -> bytes:
 def test_stderr_spray_costs_the_host_only_what_is_written(tmp_path: Path, mode: str, expected_written: int) -> None:
     wat = tmp_path / "spray.wat"
     wat.write_text(SPRAY)
-    # The result goes to a file: twice (once in 16 runs under load) the runner's 2 MB on a
-    # stdout pipe arrived cut short at a 64 KiB multiple, with exit 0 (not yet explained).
+    # The result goes to a file rather than a pipe the runner's 2 MB would fill (see
+    # tests/test_instance.py::test_a_sync_call_leaves_no_uvloop_behind for what a pipe once did).
     result_file = tmp_path / "result.json"
     subprocess.run(
         [sys.executable, "-c", _SPRAY_RUNNER, str(wat), mode, str(result_file)],
