@@ -65,6 +65,7 @@ def open_fds() -> set[int]:
 
 #: The guest's first listening socket, or where a wasi:http component is served.
 _LISTENING = re.compile(r"(?:listening on (?:udp )?|serving wasi:http on http://)(\S+):(\d+)")
+_WORKER_READY = re.compile(r"wasmhost\[(\d+)\]: .*(?:listening on|serving wasi:http on)")
 
 
 @attrs.define
@@ -88,6 +89,18 @@ class Served:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not _read_lines(self.proc, self.log, remaining):
                 raise AssertionError(f"no {pattern!r} in serve output:\n" + "".join(self.log))
+
+    def wait_for_workers(self, count: int, timeout: float = 10) -> None:
+        """Until each of ``count`` workers has logged that it serves. Not a ``read_log_until``:
+        the line the fixture took for the port may be any worker's."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = {m[1] for line in self.log if line.endswith("\n") and (m := _WORKER_READY.search(line))}
+            if len(found) >= count:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not _read_lines(self.proc, self.log, remaining):
+                raise AssertionError(f"{len(found)} of {count} workers serve:\n" + "".join(self.log))
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 5) -> tuple[int, float]:
         """Send ``sig``; return (exit code, seconds it took to exit)."""

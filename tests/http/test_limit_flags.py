@@ -106,7 +106,7 @@ def test_a_component_that_never_answers_gets_504_after_the_request_timeout(serve
 
 def test_the_limits_reach_every_worker(serve_component: ServeComponent) -> None:
     served = serve_component("echo", "--workers", "2", "--max-body-bytes", "10")
-    served.read_log_until(r"wasmhost\[2\]: .*serving wasi:http")
+    served.wait_for_workers(2)
     for _ in range(6):  # new connections: the kernel spreads them over both workers
         assert status_of(raw(served.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n")) == 413
     assert served.stop(timeout=20)[0] == 0

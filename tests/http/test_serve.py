@@ -63,7 +63,7 @@ def test_sigterm_lets_a_request_in_flight_finish(serve: ServeFactory, component:
 
 def test_two_workers_serve_one_component_port(serve: ServeFactory, component: Component) -> None:
     served = serve(None, "--port", "0", "--workers", "2", args=[str(component("hello"))])
-    served.read_log_until(r"wasmhost\[2\]: .*serving wasi:http")
+    served.wait_for_workers(2)
     assert all(_get(served.port) == (200, b"Hello, World!") for _ in range(6))
     assert served.stop(signal.SIGTERM, timeout=20)[0] == 0
 

@@ -44,7 +44,7 @@ def _get(port: int) -> bytes:
 
 def test_two_workers_share_one_port_and_its_connections(serve: ServeFactory) -> None:
     served = serve("http-hello", "--workers", "2")
-    served.read_log_until(r"\[2\]: .*listening on")
+    served.wait_for_workers(2)
     pids = _worker_pids(served, 2)
     conns = []
     try:
@@ -64,7 +64,7 @@ def test_two_workers_share_one_port_and_its_connections(serve: ServeFactory) -> 
 
 def test_a_killed_worker_comes_back_and_costs_only_its_connections(serve: ServeFactory) -> None:
     served = serve("http-hello", "--workers", "2")
-    served.read_log_until(r"\[2\]: .*listening on")
+    served.wait_for_workers(2)
     victim = _worker_pids(served, 2)[0]
     wrk = subprocess.Popen(
         ["wrk", "-t1", "-c10", "-d3s", f"http://127.0.0.1:{served.port}/"], stdout=subprocess.PIPE, text=True
@@ -88,7 +88,7 @@ def test_sigterm_under_load_drains_without_failing_a_started_request(serve: Serv
     """Every request the server read gets its whole answer; a connection closed between
     requests has received every answer, so a client may retry what it had not sent yet."""
     served = serve("http-hello", "--workers", "2")
-    served.read_log_until(r"\[2\]: .*listening on")
+    served.wait_for_workers(2)
 
     async def client(stop: asyncio.Event) -> tuple[int, int]:
         done = broken = 0
@@ -145,7 +145,7 @@ def test_a_bad_worker_count_is_one_line(guest: Callable[[str], Path], value: str
 
 def test_a_second_sigint_stops_at_once_while_draining(serve: ServeFactory) -> None:
     served = serve("http-hello", "--workers", "2", "--graceful-timeout", "30")
-    served.read_log_until(r"\[2\]: .*listening on")
+    served.wait_for_workers(2)
     with socket.create_connection(("127.0.0.1", served.port), timeout=5) as busy:
         busy.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # half a request: the drain must wait for it
         time.sleep(0.3)
