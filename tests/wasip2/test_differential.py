@@ -15,10 +15,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import h11
 import pytest
 
 from tests.http.conftest import ServeHandler
+from tests.wasip2.test_http_components import exchange as h11_exchange
 from tests.wasip2.test_http_components import serve
 from wasmhost import Module
 from wasmhost.http import HttpLimits
@@ -49,36 +49,8 @@ CORPUS: dict[str, list[Request]] = {
 
 async def exchange(port: int, request: Request) -> Answer:
     method, target, headers, body, chunked = request
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    client = h11.Connection(h11.CLIENT)
-    framing = [("transfer-encoding", "chunked")] if chunked else [("content-length", str(len(body)))] if body else []
-    head = h11.Request(method=method, target=target, headers=[("host", "example.test"), *headers, *framing,
-                                                              ("connection", "close")])  # fmt: skip
-
-    async def send() -> None:
-        writer.write(client.send(head) or b"")
-        for offset in range(0, len(body), 65536):
-            writer.write(client.send(h11.Data(data=body[offset : offset + 65536])) or b"")
-            await writer.drain()
-        writer.write(client.send(h11.EndOfMessage()) or b"")
-        await writer.drain()
-
-    sending = asyncio.ensure_future(send())
-    status, fields, received = 0, [], bytearray()
-    while True:
-        event = client.next_event()
-        if event is h11.NEED_DATA:
-            client.receive_data(await reader.read(65536))
-        elif isinstance(event, h11.Response):
-            status = event.status_code
-            fields = sorted((k.decode(), v.decode("latin-1")) for k, v in event.headers if k != b"date")
-        elif isinstance(event, h11.Data):
-            received += event.data
-        elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-            break
-    await sending
-    writer.close()
-    return status, fields, bytes(received)
+    status, fields, received = await h11_exchange(port, method, target, body, headers, chunked)
+    return status, sorted((name, value) for name, value in fields if name != "date"), received
 
 
 def comparable(answer: Answer) -> Answer:
