@@ -224,8 +224,9 @@ class Instance:
                 private.run_until_complete(asyncio.wait([task]))
             raise
         finally:
-            if self._state is State.CLOSED:
-                private.close()
+            with self._closing:  # close() may be closing it from another thread right now
+                if self._state is State.CLOSED and not private.is_closed():
+                    private.close()
 
     async def _call(self, func: Any, *args: int | float) -> Any:
         if self._state is not State.IDLE:
@@ -340,7 +341,7 @@ class Instance:
             self._ctx.close()
             if self._store is not None:
                 self._store.close()
-            if self._private is not None and not self._private.is_running():
+            if self._private is not None and not self._private.is_running() and not self._private.is_closed():
                 self._private.close()  # else the thread running it closes it (see _sync)
 
     def __enter__(self) -> Instance:
