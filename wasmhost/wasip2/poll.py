@@ -17,6 +17,16 @@ class Readiness(Protocol):
     async def wait(self) -> None: ...
 
 
+class AlwaysReady:
+    """What never makes the guest wait (a default that subclasses with a real wait override)."""
+
+    def ready(self) -> bool:
+        return True
+
+    async def wait(self) -> None:
+        return None
+
+
 class TaskReadiness:
     """Ready when an asyncio task is done (a name lookup, an outgoing request); closing it
     cancels the task."""

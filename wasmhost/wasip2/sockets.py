@@ -37,7 +37,7 @@ from .._native.component import Err, Ok
 from ..net.policy import IPAddress, Network
 from .context import Wasi
 from .io import subscribe
-from .poll import TaskReadiness
+from .poll import AlwaysReady, TaskReadiness
 from .streams import Feed, Pipe
 
 NETWORK = "wasi:sockets/network@0.2.0"
@@ -270,7 +270,7 @@ def _settle(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-class _Socket:
+class _Socket(AlwaysReady):
     """What TCP and UDP sockets share: a family, a host socket once bound, and the bind."""
 
     kind = socket.SOCK_STREAM
@@ -323,12 +323,6 @@ class _Socket:
 
     def remote_address(self) -> Any:
         raise NotImplementedError
-
-    def ready(self) -> bool:
-        return True
-
-    async def wait(self) -> None:
-        return None
 
     def close(self) -> None:
         if self.sock is not None:

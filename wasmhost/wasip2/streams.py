@@ -12,6 +12,8 @@ import asyncio
 import collections
 from collections.abc import Awaitable, Callable
 
+from .poll import AlwaysReady
+
 #: wasi:io/streams allows at most this many bytes per blocking-write-and-flush.
 BLOCKING_WRITE_LIMIT = 4096
 
@@ -24,20 +26,14 @@ class StreamFailed(Exception):
     """The last operation failed (``stream-error.last-operation-failed``, with this message)."""
 
 
-class InputStream:
+class InputStream(AlwaysReady):
     """What the guest reads: ``read`` returns what is buffered now (maybe ``b""``)."""
 
     def read(self, size: int) -> bytes:
         raise StreamClosed
 
-    def ready(self) -> bool:
-        return True
 
-    async def wait(self) -> None:
-        return None
-
-
-class OutputStream:
+class OutputStream(AlwaysReady):
     """What the guest writes: ``check_write`` is how many bytes ``write`` accepts now."""
 
     def check_write(self) -> int:
@@ -47,12 +43,6 @@ class OutputStream:
         raise StreamClosed
 
     def flush(self) -> None:
-        return None
-
-    def ready(self) -> bool:
-        return True
-
-    async def wait(self) -> None:
         return None
 
 
