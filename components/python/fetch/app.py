@@ -1,27 +1,14 @@
 """wasi:http guest: GETs the URL named by the ``x-fetch-url`` header and relays status and body."""
 
-from urllib.parse import urlsplit
-
 from componentize_py_types import Err
-from guest_http import read_all, respond, wait
+from guest_http import outgoing_request, read_all, respond, wait
 from wit_world import exports
 from wit_world.imports import outgoing_handler, types
-from wit_world.imports.types import (
-    Fields,
-    IncomingBody,
-    IncomingRequest,
-    OutgoingBody,
-    OutgoingRequest,
-    ResponseOutparam,
-)
+from wit_world.imports.types import IncomingBody, IncomingRequest, OutgoingBody, ResponseOutparam
 
 
 def fetch(url: str) -> tuple[int, bytes]:
-    parts = urlsplit(url)
-    request = OutgoingRequest(Fields())
-    request.set_scheme(types.Scheme_Https() if parts.scheme == "https" else types.Scheme_Http())
-    request.set_authority(parts.netloc)
-    request.set_path_with_query(parts.path + ("?" + parts.query if parts.query else "") or "/")
+    request = outgoing_request(url, types.Method_Get())
     OutgoingBody.finish(request.body(), None)
     # Child resources (a pollable, a body's stream) must be dropped before their parents: `with`.
     with outgoing_handler.handle(request, None) as future:
@@ -46,4 +33,3 @@ class IncomingHandler(exports.IncomingHandler):
             respond(response_out, 502, "text/plain", f"fetch failed: {err.value}\n".encode())
             return
         respond(response_out, status, "application/octet-stream", data)
-

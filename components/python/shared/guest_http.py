@@ -1,11 +1,19 @@
-"""What every test guest shares: building a response, writing a body in WASI-sized pieces,
-reading a whole incoming body, and waiting for a wasi:http future."""
+"""What every test guest shares: building a response or an outgoing request, writing a body in
+WASI-sized pieces, reading a whole incoming body, and waiting for a wasi:http future."""
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from componentize_py_types import Err, Ok
-from wit_world.imports import streams
-from wit_world.imports.types import Fields, IncomingBody, OutgoingBody, OutgoingResponse, ResponseOutparam
+from wit_world.imports import streams, types
+from wit_world.imports.types import (
+    Fields,
+    IncomingBody,
+    OutgoingBody,
+    OutgoingRequest,
+    OutgoingResponse,
+    ResponseOutparam,
+)
 
 # wasi:io/streams lets blocking-write-and-flush take at most 4096 bytes per call.
 WRITE_CHUNK = 4096
@@ -27,10 +35,21 @@ def write_all(stream: streams.OutputStream, data: bytes) -> None:
         stream.blocking_write_and_flush(data[offset : offset + WRITE_CHUNK])
 
 
-def finish(body: OutgoingBody, stream: streams.OutputStream) -> None:
+def finish(body: OutgoingBody, stream: streams.OutputStream, trailers: Fields | None = None) -> None:
     """The stream must be dropped before its body is finished."""
     stream.__exit__(None, None, None)
-    OutgoingBody.finish(body, None)
+    OutgoingBody.finish(body, trailers)
+
+
+def outgoing_request(url: str, method: types.Method) -> OutgoingRequest:
+    """A request for ``url``, its body still to be written and finished."""
+    parts = urlsplit(url)
+    request = OutgoingRequest(Fields())
+    request.set_method(method)
+    request.set_scheme(types.Scheme_Https() if parts.scheme == "https" else types.Scheme_Http())
+    request.set_authority(parts.netloc)
+    request.set_path_with_query(parts.path + ("?" + parts.query if parts.query else "") or "/")
+    return request
 
 
 def respond(response_out: ResponseOutparam, status: int, content_type: str, data: bytes) -> None:

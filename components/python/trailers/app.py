@@ -7,19 +7,10 @@
   with the status, body and trailers that came back.
 """
 
-from urllib.parse import urlsplit
-
-from guest_http import read_all, start_response, wait, write_all
+from guest_http import finish, outgoing_request, read_all, start_response, wait, write_all
 from wit_world import exports
 from wit_world.imports import outgoing_handler, types
-from wit_world.imports.types import (
-    Fields,
-    IncomingBody,
-    IncomingRequest,
-    OutgoingBody,
-    OutgoingRequest,
-    ResponseOutparam,
-)
+from wit_world.imports.types import Fields, IncomingBody, IncomingRequest, ResponseOutparam
 
 Entries = list[tuple[str, bytes]]
 
@@ -36,16 +27,11 @@ def consume(body: IncomingBody) -> tuple[bytes, Entries]:
 
 
 def relay(url: str, data: bytes, trailers: Entries) -> tuple[int, bytes, Entries]:
-    parts = urlsplit(url)
-    request = OutgoingRequest(Fields())
-    request.set_method(types.Method_Post())
-    request.set_scheme(types.Scheme_Http())
-    request.set_authority(parts.netloc)
-    request.set_path_with_query(parts.path or "/")
+    request = outgoing_request(url, types.Method_Post())
     body = request.body()
-    with body.write() as stream:
-        write_all(stream, data)
-    OutgoingBody.finish(body, Fields.from_list(trailers))
+    stream = body.write()
+    write_all(stream, data)
+    finish(body, stream, Fields.from_list(trailers))
     with outgoing_handler.handle(request, None) as future:
         answer = wait(future)
     assert isinstance(answer, types.IncomingResponse)
@@ -67,5 +53,4 @@ class IncomingHandler(exports.IncomingHandler):
             fields = [("content-type", b"application/octet-stream"), ("trailer", declare)]
         body, stream = start_response(response_out, status, fields)
         write_all(stream, data)
-        stream.__exit__(None, None, None)  # a body's stream is dropped before the body is finished
-        OutgoingBody.finish(body, Fields.from_list(trailers))
+        finish(body, stream, Fields.from_list(trailers))
