@@ -16,6 +16,8 @@ from pathlib import Path
 import attrs
 import pytest
 
+from fuzz.scratch import open_fds as open_fds  # what tests compare to prove nothing leaks
+
 ROOT = Path(__file__).resolve().parent.parent
 GUEST_OUT = ROOT / "rust-guests" / "out"
 
@@ -56,11 +58,6 @@ def run_cli(*args: str | os.PathLike[str], timeout: float = 60, **kwargs: object
         cwd=ROOT,
         **kwargs,  # type: ignore[arg-type]
     )
-
-
-def open_fds() -> set[int]:
-    """The descriptors this process holds now (to prove nothing leaks)."""
-    return {int(name) for name in os.listdir("/proc/self/fd")}
 
 
 #: The guest's first listening socket, or where a wasi:http component is served.

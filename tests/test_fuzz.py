@@ -63,7 +63,7 @@ def test_in_process_target_survives_its_inputs(
     one_input(b"\0")  # the target's own lasting state (a loop, a scratch directory) is made now
     before = open_fds()
     record_property("inputs", _run(target, one_input))
-    assert open_fds() == before
+    assert not open_fds() - before  # descriptors of earlier tests may close meanwhile
 
 
 def test_served_guest_survives_hostile_clients(

@@ -421,7 +421,7 @@ def test_path_open_at_the_limit_gets_mfile_and_holds_nothing(tmp_path: Path) -> 
         assert h.open(3, ".", base=R.FD_READDIR)[0] == Errno.SUCCESS
         before = open_fds()
         assert [h.open(3, ".", base=R.FD_READDIR)[0] for _ in range(3)] == [Errno.MFILE] * 3
-        assert open_fds() == before
+        assert not open_fds() - before
     finally:
         fds.close_all()
 
@@ -485,5 +485,5 @@ def test_close_all_closes_every_descriptor_despite_a_failure(tmp_path: Path, cap
     os.close(descs[0].fd)
     with caplog.at_level(logging.WARNING, logger="wasmhost"):
         fds.close_all()
-    assert open_fds() == before
+    assert not open_fds() - before
     assert "closing guest descriptor 0 failed" in caplog.text

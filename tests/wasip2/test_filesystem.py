@@ -115,4 +115,4 @@ def test_a_writable_preopen_creates_writes_lists_and_removes(tree: Path) -> None
     assert fs.unlink_file_at(wasi, root, "sub/new.txt") == Ok(None)
     assert fs.unlink_file_at(wasi, root, "sub/new.txt") == Err("no-entry")
     wasi.close()
-    assert open_fds() == before  # every descriptor, stream and listing was closed with the instance
+    assert not open_fds() - before  # every descriptor, stream and listing was closed with the instance

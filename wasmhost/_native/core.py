@@ -71,7 +71,7 @@ class _Ticker:
     def acquire(self) -> None:
         with self._lock:
             self._active += 1
-            if self._active == 1:
+            if self._active == 1 and not self._wanted.is_set():  # set() alone costs a notify
                 self._wanted.set()
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name="wasmhost-epoch", daemon=True)

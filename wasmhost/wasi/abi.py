@@ -106,8 +106,11 @@ class WasiError(Exception):
     """A host function's failure, returned to the guest as an errno (never a trap)."""
 
     def __init__(self, errno: Errno) -> None:
-        super().__init__(errno.name)
+        super().__init__(errno)
         self.errno = errno
+
+    def __str__(self) -> str:
+        return self.errno.name  # named only when shown: most are results, raised and caught
 
 
 # Host OS errno -> WASI errno, name for name (the numbers differ between platforms).

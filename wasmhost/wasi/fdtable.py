@@ -66,6 +66,9 @@ class Descriptor:
         self.inheriting = inheriting
         self.flags = flags
         self.io_seq = 0  # bumped by every I/O call: poll tells fresh readiness from stale
+        #: Event type -> ``io_seq`` when poll last reported it. Kept on the descriptor, not by
+        #: number: a number reused by a new socket must not inherit the old one's "seen".
+        self.seen: dict[int, int] = {}
 
     def os_fd(self) -> int | None:
         """The host descriptor to poll for readiness, or None when always ready."""

@@ -22,6 +22,8 @@ from .abi import (
     EventType,
 )
 
+#: The event types as plain ints: comparing with an IntEnum member goes through the enum.
+CLOCK, FD_READ, FD_WRITE = int(EventType.CLOCK), int(EventType.FD_READ), int(EventType.FD_WRITE)
 _READABLE = select.POLLIN | select.POLLPRI
 _WRITABLE = select.POLLOUT
 _HANGUP = select.POLLHUP
@@ -50,11 +52,11 @@ def decode(data: bytes, now_ns: int, realtime_ns: int) -> list[Subscription]:
     """Subscriptions from guest bytes; clock times become host-monotonic deadlines."""
     subs = []
     for userdata, tag, body in SUBSCRIPTION.iter_unpack(data):
-        if tag == EventType.CLOCK:
+        if tag == CLOCK:
             clock_id, timeout, _precision, flags = SUB_CLOCK.unpack_from(body)
             subs.append(_clock(userdata, clock_id, timeout, flags, now_ns, realtime_ns))
-        elif tag in (EventType.FD_READ, EventType.FD_WRITE):
-            subs.append(Subscription(userdata, tag, fd=SUB_FD.unpack_from(body)[0]))
+        elif tag in (FD_READ, FD_WRITE):
+            subs.append(Subscription(userdata, tag, SUB_FD.unpack_from(body)[0]))
         else:
             subs.append(Subscription(userdata, EventType.CLOCK, error=Errno.INVAL))
     return subs
@@ -79,7 +81,7 @@ def fd_event(sub: Subscription, revents: int, nbytes: int = 1) -> Event | None:
     condition); only a full hang-up sets the HANGUP flag. Never an ``error`` field: tokio
     treats any event error as fatal.
     """
-    wanted = _READABLE if sub.type == EventType.FD_READ else _WRITABLE
+    wanted = _READABLE if sub.type == FD_READ else _WRITABLE
     if not revents & (wanted | _HANGUP | _ERROR):
         return None
     flags = EVENT_FD_READWRITE_HANGUP if revents & _HANGUP else 0

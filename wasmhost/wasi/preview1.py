@@ -11,7 +11,6 @@ import asyncio
 import os
 import select
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -143,10 +142,6 @@ class Preview1:
         self.fds = ctx.fds
         self._max_idle_ns = int(idle_backoff * 1e9)
         self._idle_ns = 0
-        # What the guest was last told about each descriptor: event type -> its I/O count
-        # then. Keyed by the descriptor, not its number: a number reused by a new socket
-        # must not inherit the old one's "already seen".
-        self._seen: weakref.WeakKeyDictionary[Descriptor, dict[int, int]] = weakref.WeakKeyDictionary()
 
     # --- args, environment, clocks, random, process -------------------------------------
 
@@ -455,16 +450,18 @@ class Preview1:
         mem.check(nevents, 4)
         now, real = poll.now()
         subs = poll.decode(mem.read(in_ptr, nsubs * SUBSCRIPTION.size), now, real)
+        # Looked up once: the guest cannot change its table while it waits in here.
+        targets = [self._target(sub) for sub in subs]
         held_until: int | None = None
         while True:
-            ready = self._poll_once(subs, now)
+            ready = self._poll_once(subs, targets, now)
             fresh = [r for r in ready if not r.stale]
             if fresh or (ready and held_until is not None and now >= held_until):
                 chosen = fresh or ready
                 self._idle_ns = 0 if fresh else min((self._idle_ns or _FIRST_HOLD_NS) * 2, self._max_idle_ns)
                 for r in chosen:
                     if r.desc is not None:
-                        self._seen.setdefault(r.desc, {})[r.event.type] = r.desc.io_seq
+                        r.desc.seen[r.event.type] = r.desc.io_seq
                 mem.write(out_ptr, poll.encode([r.event for r in chosen]))
                 mem.set_u32(nevents, len(chosen))
                 return
@@ -473,66 +470,65 @@ class Preview1:
             deadline = poll.next_deadline(subs)
             if held_until is not None:
                 deadline = held_until if deadline is None else min(deadline, held_until)
-            busy = {(r.fd, r.event.type) for r in ready}
-            readers = [self._osfd(s) for s in subs if s.type == EventType.FD_READ and (s.fd, s.type) not in busy]
-            writers = [self._osfd(s) for s in subs if s.type == EventType.FD_WRITE and (s.fd, s.type) not in busy]
-            await self.ctx.wait(
-                [fd for fd in readers if fd is not None],
-                [fd for fd in writers if fd is not None],
-                None if deadline is None else max(0, deadline - now) / 1e9,
-            )
+            busy = {r.position for r in ready}
+            readers: list[int] = []
+            writers: list[int] = []
+            for i, target in enumerate(targets):
+                if isinstance(target, Descriptor) and i not in busy:
+                    osfd = target.os_fd()
+                    if osfd is not None:
+                        (writers if subs[i].type == poll.FD_WRITE else readers).append(osfd)
+            await self.ctx.wait(readers, writers, None if deadline is None else max(0, deadline - now) / 1e9)
             now = time.monotonic_ns()
 
     epoll_oneoff = poll_oneoff
 
-    def _osfd(self, sub: poll.Subscription) -> int | None:
-        try:
-            return self.fds.get(sub.fd).os_fd()
-        except WasiError:
+    def _target(self, sub: poll.Subscription) -> Descriptor | Errno | None:
+        """What an fd subscription watches (or the errno that is its event); None for clocks."""
+        if sub.error or sub.type == poll.CLOCK:
             return None
+        try:
+            return self.fds.get(sub.fd, R.POLL_FD_READWRITE)
+        except WasiError as exc:
+            return exc.errno
 
-    def _poll_once(self, subs: list[poll.Subscription], now: int) -> list[_Ready]:
+    def _poll_once(
+        self, subs: list[poll.Subscription], targets: list[Descriptor | Errno | None], now: int
+    ) -> list[_Ready]:
         """Everything ready now, in subscription order; fd readiness is checked with poll(2)."""
-        ready: list[_Ready] = []
+        slots: list[_Ready | None] = [None] * len(subs)
+        masks: dict[int, int] = {}
         polled: list[tuple[int, poll.Subscription, Descriptor, int]] = []
-        for sub in subs:
-            if sub.error:
-                ready.append(_Ready(poll.Event(sub.userdata, sub.type, sub.error)))
-            elif sub.type == EventType.CLOCK:
-                if poll.expired(sub, now):
-                    ready.append(_Ready(poll.Event(sub.userdata, sub.type)))
+        for i, target in enumerate(targets):
+            sub = subs[i]
+            if target is None:
+                if sub.error or poll.expired(sub, now):
+                    slots[i] = _Ready(poll.Event(sub.userdata, sub.type, sub.error), i)
+            elif not isinstance(target, Descriptor):
+                slots[i] = _Ready(poll.Event(sub.userdata, sub.type, target), i)
             else:
-                try:
-                    desc = self.fds.get(sub.fd, R.POLL_FD_READWRITE)
-                except WasiError as exc:
-                    ready.append(_Ready(poll.Event(sub.userdata, sub.type, exc.errno)))
-                    continue
-                osfd = desc.os_fd()
+                osfd = target.os_fd()
                 if osfd is None:
-                    ready.append(_Ready(poll.Event(sub.userdata, sub.type, nbytes=_ready_bytes(desc, sub.type))))
+                    slots[i] = _Ready(poll.Event(sub.userdata, sub.type, nbytes=_ready_bytes(target, sub.type)), i)
                 else:
-                    polled.append((len(ready), sub, desc, osfd))
+                    masks[osfd] = masks.get(osfd, 0) | (select.POLLIN if sub.type == poll.FD_READ else select.POLLOUT)
+                    polled.append((i, sub, target, osfd))
         if polled:
-            masks: dict[int, int] = {}
-            for _, sub, _, osfd in polled:
-                masks[osfd] = masks.get(osfd, 0) | (select.POLLIN if sub.type == EventType.FD_READ else select.POLLOUT)
             poller = select.poll()
             for osfd, mask in masks.items():
                 poller.register(osfd, mask)
             revents = dict(poller.poll(0))
-            inserted = 0
-            for pos, sub, desc, osfd in polled:
+            for i, sub, desc, osfd in polled:
                 event = poll.fd_event(sub, revents.get(osfd, 0))
                 if event is not None:
-                    stale = self._max_idle_ns > 0 and self._seen.get(desc, {}).get(sub.type) == desc.io_seq
-                    ready.insert(pos + inserted, _Ready(event, sub.fd, desc, stale))
-                    inserted += 1
-        return ready
+                    stale = self._max_idle_ns > 0 and desc.seen.get(sub.type) == desc.io_seq
+                    slots[i] = _Ready(event, i, desc, stale)
+        return [r for r in slots if r is not None]
 
 
 class _Ready(NamedTuple):
     event: poll.Event
-    fd: int = -1
+    position: int  # of its subscription
     desc: Descriptor | None = None
     stale: bool = False
 

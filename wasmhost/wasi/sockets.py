@@ -51,6 +51,11 @@ _ADDRINFO = struct.Struct("<HBBBxxxIIII I".replace(" ", ""))  # 28 bytes
 _SOCKADDR = struct.Struct("<BxxxII")  # family, sa_data_len, sa_data
 _LINGER = struct.Struct("<ii")
 _TIMEVAL = struct.Struct("<qq")
+_U16 = struct.Struct("<H")
+# Plain ints: the socket module's flags are IntFlag members, whose ``&`` runs Python code.
+_MSG_TRUNC, _MSG_PEEK, _MSG_WAITALL, _MSG_NOSIGNAL = (
+    int(f) for f in (socket.MSG_TRUNC, socket.MSG_PEEK, socket.MSG_WAITALL, socket.MSG_NOSIGNAL)
+)
 #: The 7-param ``sock_recv_from`` of crate 0.4.x reads {family u16, port u16, IPv4} from a
 #: 16-byte buffer and takes the sender for IPv4 only when the family is Linux's AF_INET (2).
 _OLD_RECV_FROM = struct.Struct("<HH4s8x")
@@ -126,11 +131,14 @@ SOCKET_FUNCTIONS: list[tuple[str, str, str]] = [
 class Socket(Descriptor):
     """A guest socket: a non-blocking host socket; NONBLOCK is the guest's own view."""
 
-    def __init__(self, sock: socket.socket, flags: int = 0) -> None:
+    def __init__(self, sock: socket.socket, flags: int = 0, kind: tuple[int, int, int] | None = None) -> None:
         super().__init__(SOCKET_RIGHTS, SOCKET_RIGHTS, flags)
         sock.setblocking(False)
         self.sock = sock
-        self.filetype = Filetype.SOCKET_DGRAM if sock.type == socket.SOCK_DGRAM else Filetype.SOCKET_STREAM
+        #: (family, type, protocol), given when known: ``socket.type`` and ``family`` are slow.
+        self.kind = kind or (sock.family, sock.type, sock.proto)
+        self.datagram = self.kind[1] == socket.SOCK_DGRAM
+        self.filetype = Filetype.SOCKET_DGRAM if self.datagram else Filetype.SOCKET_STREAM
         self.guest_port: int | None = None  # the port the guest asked for, when remapped
         self.peers: set[tuple[str, int]] = set()  # UDP senders the guest may answer
         self.timeouts: dict[int, float | None] = {}  # SO_RCVTIMEO / SO_SNDTIMEO in seconds
@@ -165,6 +173,7 @@ class Socket(Descriptor):
         replacement.setblocking(False)
         self.sock.close()
         self.sock = replacement
+        self.kind = (replacement.family, replacement.type, replacement.proto)
 
     def recv(self, bufs: Buffers, flags: int = 0) -> tuple[int, int, Any]:
         """``recvmsg`` into ``bufs``: (bytes, message flags, sender)."""
@@ -176,7 +185,7 @@ class Socket(Descriptor):
         return n, msg_flags, addr
 
     def send(self, bufs: Buffers, *target: Any) -> int:
-        sent: int = _os(self.sock.sendmsg, bufs, [], socket.MSG_NOSIGNAL, *target)
+        sent: int = _os(self.sock.sendmsg, bufs, (), _MSG_NOSIGNAL, *target)
         if sent:
             self.answered = True
             if self.record is not None:
@@ -329,7 +338,7 @@ class Sockets:
         family, ip = self._address(addr, storage)
         self._sockaddr(sock, family, ip, port)  # the guest's own request must match its socket
         self._bind_host(sock, ip, port & 0xFFFF, switch=True)
-        if sock.sock.type == socket.SOCK_DGRAM:
+        if sock.datagram:
             self._announce(sock, "udp ")
 
     def _bind_host(self, sock: Socket, ip: IPAddress, port: int, switch: bool) -> None:
@@ -369,7 +378,7 @@ class Sockets:
         host_ip = ipaddress.ip_address(host)
         if port == 0 and host_ip.is_unspecified and (connecting or host_ip.version == unspecified.version):
             return
-        if connecting and sock.sock.type == socket.SOCK_STREAM:
+        if connecting and not sock.datagram:
             # Take the port at connect time, so outgoing connections share ephemeral ports.
             with contextlib.suppress(OSError):
                 sock.sock.setsockopt(socket.SOL_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
@@ -462,7 +471,7 @@ class Sockets:
             raise WasiError(Errno.ACCES)
 
     def _tune(self, sock: Socket) -> None:
-        if self.network.nodelay and sock.sock.type == socket.SOCK_STREAM:
+        if self.network.nodelay and not sock.datagram:
             with contextlib.suppress(OSError):
                 sock.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -478,7 +487,7 @@ class Sockets:
         listener = self._socket(fd)
         self.mem.check(out, 4)
         conn, peer = await self._wait_io(listener, False, lambda: self._accept_now(listener), socket.SO_RCVTIMEO)
-        accepted = Socket(conn, flags)
+        accepted = Socket(conn, flags, listener.kind)
         accepted.guest_port = listener.guest_port
         self._tune(accepted)
         accepted.record, accepted.owner = self.connections.opened(_show(peer)), self.connections
@@ -488,7 +497,9 @@ class Sockets:
     def _accept_now(self, listener: Socket) -> tuple[socket.socket, Any]:
         if listener.limited_by is not None and listener.limited_by.full:
             raise WasiError(Errno.AGAIN)
-        return _os(listener.sock.accept)
+        # socket.accept() would ask the listener's family and type (enum conversions) each time.
+        fd, peer = _os(listener.sock._accept)  # type: ignore[attr-defined]
+        return socket.socket(*listener.kind, fileno=fd), peer
 
     # --- data ----------------------------------------------------------------------------
 
@@ -499,16 +510,14 @@ class Sockets:
         self.mem.check(out_flags, 2)
         n, msg_flags, _ = await self._recv(sock, bufs, flags)
         self.mem.set_u32(out_len, n)
-        self.mem.write(out_flags, struct.pack("<H", ROFLAG_TRUNCATED if msg_flags & socket.MSG_TRUNC else 0))
+        self.mem.write(out_flags, _U16.pack(ROFLAG_TRUNCATED if msg_flags & _MSG_TRUNC else 0))
 
     async def _recv(self, sock: Socket, bufs: Buffers, flags: int) -> tuple[int, int, Any]:
         if flags & ~(RIFLAG_PEEK | RIFLAG_WAITALL):
             raise WasiError(Errno.INVAL)
-        host_flags = (socket.MSG_PEEK if flags & RIFLAG_PEEK else 0) | (
-            socket.MSG_WAITALL if flags & RIFLAG_WAITALL else 0
-        )
+        host_flags = (_MSG_PEEK if flags & RIFLAG_PEEK else 0) | (_MSG_WAITALL if flags & RIFLAG_WAITALL else 0)
         n, msg_flags, addr = await self._wait_io(sock, False, lambda: sock.recv(bufs, host_flags), socket.SO_RCVTIMEO)
-        if addr and sock.sock.type == socket.SOCK_DGRAM:
+        if addr and sock.datagram:
             sock.peers.add((addr[0], addr[1]))
         return n, msg_flags, addr
 
@@ -527,7 +536,7 @@ class Sockets:
             else:
                 self._write_address(addr, peer, storage=False)
         self.mem.set_u32(out_len, n)
-        self.mem.write(out_flags, struct.pack("<H", ROFLAG_TRUNCATED if msg_flags & socket.MSG_TRUNC else 0))
+        self.mem.write(out_flags, _U16.pack(ROFLAG_TRUNCATED if msg_flags & _MSG_TRUNC else 0))
 
     async def sock_recv_from_v2(
         self, fd: int, iovs: int, count: int, addr: int, flags: int, out_port: int, out_len: int, out_flags: int
@@ -541,7 +550,7 @@ class Sockets:
             # Host byte order: what guests mean (WasmEdge writes network order, its bug #2491).
             self.mem.write(out_port, struct.pack("<H", peer[1]))
         self.mem.set_u32(out_len, n)
-        self.mem.write(out_flags, struct.pack("<H", ROFLAG_TRUNCATED if msg_flags & socket.MSG_TRUNC else 0))
+        self.mem.write(out_flags, _U16.pack(ROFLAG_TRUNCATED if msg_flags & _MSG_TRUNC else 0))
 
     async def sock_send(self, fd: int, iovs: int, count: int, flags: int, out_len: int) -> None:
         sock = self._socket(fd)
