@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
+import os
 import re
 import shutil
 import socket
@@ -161,8 +163,11 @@ class Server:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Server:
-        # stderr goes to a file so a chatty server can never block on a full pipe.
+        # stderr goes to a file so a chatty server can never block on a full pipe. The server
+        # shares the file's offset with our reads: in append mode its writes still go to the end
+        # (otherwise a write landing after our seek(0) overwrote the listening line's start).
         self._stderr = tempfile.TemporaryFile()
+        fcntl.fcntl(self._stderr, fcntl.F_SETFL, fcntl.fcntl(self._stderr, fcntl.F_GETFL) | os.O_APPEND)
         try:
             self._proc = subprocess.Popen(
                 self.command,
