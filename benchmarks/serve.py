@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -114,6 +114,9 @@ class Load:
     p50_ms: float | None
     p99_ms: float | None
     problems: tuple[str, ...] = ()
+    #: The server's CPU time (user + system, all its processes) per request in microseconds:
+    #: steadier than req/s on a shared machine, since other work does not inflate it.
+    cpu_us: float | None = None
 
 
 @dataclass
@@ -145,6 +148,12 @@ class Row:
         """The run with the median req/s."""
         done = sorted((load for load in self.loads if load is not None), key=lambda load: load.rps)
         return done[(len(done) - 1) // 2] if done else None
+
+    @property
+    def cpu_us(self) -> float | None:
+        """The median over the rounds of the server's CPU time per request."""
+        spent = [load.cpu_us for load in self.loads if load is not None and load.cpu_us is not None]
+        return statistics.median(spent) if spent else None
 
 
 LoadFn = Callable[[int, Scenario, float], Load]
@@ -198,6 +207,11 @@ class Server:
             time.sleep(0.05)
         raise RuntimeError(f"{self.name} printed no listening line within {timeout:.0f} s:\n{self._read_log()}")
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time so far of the server and every process under it (workers)."""
+        assert self._proc is not None
+        return _cpu_seconds(self._proc.pid)
+
     def _read_log(self) -> str:
         assert self._stderr is not None
         self._stderr.seek(0)
@@ -217,6 +231,21 @@ class Server:
             self.log = self._read_log()
             self._stderr.close()
             self._stderr = None
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and its descendants, from /proc (0 for one that is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+                    for c in (task / "children").read_text().split()]  # fmt: skip
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return own + sum(_cpu_seconds(child) for child in children)
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def probe(port: int) -> bytes:
@@ -356,7 +385,11 @@ def measure(row: Row, load: LoadFn, seconds: float) -> None:
     with Server(row.server, row.command) as server:
         row.reply = probe(server.port)
         warmup = load(server.port, row.scenario, WARMUP_S)
+        before = server.cpu_seconds()
         measured = load(server.port, row.scenario, seconds)
+        spent = server.cpu_seconds() - before
+        if measured.requests:
+            measured = replace(measured, cpu_us=spent / measured.requests * 1e6)
         row.loads.append(measured)
     row.problems += [p for p in measured.problems if p not in row.problems]
     if server.returncode != 0:
@@ -392,11 +425,11 @@ def _find(rows: list[Row], scenario: str, server: str) -> Row | None:
     return next((row for row in rows if row.scenario.name == scenario and row.server == server), None)
 
 
-TABLE = "{:<19} {:<15} {:>8} {:>8} {:>7} {:>7} {:>6} {:>10} {:>9} {:>8}"
+TABLE = "{:<19} {:<15} {:>8} {:>8} {:>7} {:>7} {:>7} {:>6} {:>10} {:>9} {:>8}"
 
 
 def print_table(rows: list[Row]) -> None:
-    print(TABLE.format("scenario", "server", "requests", "req/s", "p50 ms", "p99 ms", "/h11", "/httptools",
+    print(TABLE.format("scenario", "server", "requests", "req/s", "p50 ms", "p99 ms", "cpu us", "/h11", "/httptools",
                        "calls/req", "susp/req"))  # fmt: skip
     shown: set[str] = set()
     for row in rows:
@@ -412,7 +445,7 @@ def print_table(rows: list[Row]) -> None:
             )
             per_request = [_f(row.calls_per_request), _f(row.suspensions_per_request)] if row.is_wasmhost else ["", ""]
             line = TABLE.format(label, row.server, row.load.requests, f"{row.load.rps:,.0f}", _ms(row.load.p50_ms),
-                                _ms(row.load.p99_ms), *ratios, *per_request)  # fmt: skip
+                                _ms(row.load.p99_ms), _cpu(row.cpu_us), *ratios, *per_request)  # fmt: skip
             print(line.rstrip())
         for note in [*([row.host_calls] if row.host_calls else []), *(f"! {p}" for p in row.problems)]:
             print(f"{'':<19} {note}")
@@ -432,6 +465,10 @@ def compare_replies(rows: list[Row]) -> str:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def _cpu(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _x(value: float | None) -> str:
