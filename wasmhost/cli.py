@@ -28,6 +28,7 @@ from .host import Host, Limits, Preopen
 from .instance import Instance
 from .k8s import commands as k8s_commands
 from .module import GuestKind, Module
+from .net import loop
 from .net.policy import Network, PortMapping, Rule
 from .oci import commands as oci_commands
 from .oci.errors import RegistryError
@@ -286,6 +287,7 @@ def _guest(ns: argparse.Namespace, default: Callable[[], Module] | None = None) 
     The words after the options are ``[--] MODULE [--] ARG...``, or ``[--] ARG...`` with
     ``--bundle``: one ``--`` may come first. Guest arguments come after the image's or bundle's own.
     """
+    loop.kind()  # a bad WASMHOST_LOOP fails before any guest is loaded
     args, source = _without_dash(ns.guest), None
     if args and not ns.bundle:
         source, args = args[0], _without_dash(args[1:])
