@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO
 
 import uvloop
+from procstat import cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 GUEST = ROOT / "rust-guests" / "out" / "http-hello.wasm"
@@ -210,7 +211,7 @@ class Server:
     def cpu_seconds(self) -> float:
         """User and system CPU time so far of the server and every process under it (workers)."""
         assert self._proc is not None
-        return _cpu_seconds(self._proc.pid)
+        return cpu_seconds(self._proc.pid)
 
     def _read_log(self) -> str:
         assert self._stderr is not None
@@ -231,21 +232,6 @@ class Server:
             self.log = self._read_log()
             self._stderr.close()
             self._stderr = None
-
-
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` and its descendants, from /proc (0 for one that is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
-                    for c in (task / "children").read_text().split()]  # fmt: skip
-    except OSError:
-        return 0.0
-    own = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-    return own + sum(_cpu_seconds(child) for child in children)
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def probe(port: int) -> bytes:

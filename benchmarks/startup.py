@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from procstat import cpu_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 GUESTS = ROOT / "rust-guests" / "out"
 TARGET_IMPORT_MS = 100.0  # python -c 'import wasmhost'
@@ -58,12 +60,6 @@ def process_time(code: str) -> Timing:
     if proc.returncode != 0:
         raise RuntimeError(f"python -c {code!r} exited with {proc.returncode}")
     return wall, usage.ru_utime + usage.ru_stime
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) a running process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def import_breakdown(statement: str, runs: int, top: int) -> list[tuple[float, str]]:
