@@ -297,7 +297,7 @@ class Sockets:
         if storage:
             if length != _STORAGE:
                 raise WasiError(Errno.INVAL)
-            self.mem.write(buf, (struct.pack("<H", family) + ip.packed).ljust(_STORAGE, b"\0"))
+            self.mem.write(buf, (_U16.pack(family) + ip.packed).ljust(_STORAGE, b"\0"))
         elif length not in (4, 16):
             raise WasiError(Errno.INVAL)
         elif len(ip.packed) > length:
@@ -548,7 +548,7 @@ class Sockets:
         if peer:
             self._write_address(addr, peer, storage=length == _STORAGE)
             # Host byte order: what guests mean (WasmEdge writes network order, its bug #2491).
-            self.mem.write(out_port, struct.pack("<H", peer[1]))
+            self.mem.write(out_port, _U16.pack(peer[1]))
         self.mem.set_u32(out_len, n)
         self.mem.write(out_flags, _U16.pack(ROFLAG_TRUNCATED if msg_flags & _MSG_TRUNC else 0))
 

@@ -177,6 +177,10 @@ class _Option(NamedTuple):
     to_host: Callable[[int], int]
     from_host: Callable[[int], Any]
 
+    def at(self, family: str) -> tuple[int, int]:
+        """(level, name) for a socket of ``family`` ("ipv4" or "ipv6")."""
+        return self.v4 if family == "ipv4" else self.v6
+
 
 def _same(level: int, name: int, to_host: Callable[[int], int], from_host: Callable[[int], Any] = int) -> _Option:
     return _Option((level, name), (level, name), to_host, from_host)
@@ -293,7 +297,7 @@ class _Socket(AlwaysReady):
     def get_option(self, name: str) -> Any:
         """What the kernel says; before the host socket exists, what it will say once made."""
         option = _OPTIONS[name]
-        level, key = option.v4 if self.family == "ipv4" else option.v6
+        level, key = option.at(self.family)
         if self.sock is not None:
             return option.from_host(self.sock.getsockopt(level, key))
         with socket.socket(_FAMILIES[self.family], self.kind) as probe:
@@ -302,7 +306,7 @@ class _Socket(AlwaysReady):
 
     def set_option(self, name: str, value: int) -> None:
         option = _OPTIONS[name]
-        level, key = option.v4 if self.family == "ipv4" else option.v6
+        level, key = option.at(self.family)
         host = option.to_host(value)
         if self.sock is not None:
             self.sock.setsockopt(level, key, host)
