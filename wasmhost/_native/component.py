@@ -6,8 +6,8 @@ Values cross the C API as ``wasmtime_component_val_t`` (32 bytes: kind at 0, pay
 Each function's converters are built once, from its type, the first time it is called;
 a call then only walks memory:
 
-- ``list<u8>`` is ``bytes``, copied through a reusable buffer with one strided slice each
-  way, never an object per byte;
+- ``list<u8>`` is ``bytes``, read with one strided slice and written through a reusable
+  buffer, never an object per byte;
 - ``result``, ``option``, ``variant``, ``enum`` and ``flags`` map to ``Ok``/``Err``, ``None``
   or the value, ``(case, payload)``, the case name, and a frozenset of names;
 - records and tuples are tuples in declaration order;
@@ -24,7 +24,7 @@ import ctypes
 import inspect
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import attrs
 import wasmtime
@@ -426,8 +426,8 @@ def _lower_string(_ctx: int, at: int, value: str) -> None:
 
 
 class _Scratch(threading.local):
-    """A reusable buffer of u8 vals (kind set) per thread: big fresh allocations cost more in
-    page faults than the copies themselves, so ``list<u8>`` goes through this one."""
+    """A reusable buffer of u8 vals (kind set) per thread, where ``list<u8>`` values are built
+    before one copy into Wasmtime's: big fresh allocations cost more in page faults than the copy."""
 
     def __init__(self) -> None:
         self.vals = bytearray()
@@ -442,15 +442,14 @@ _SCRATCH = _Scratch()
 
 
 def _lift_bytes(_ctx: int, at: int) -> bytes:
-    """``list<u8>``: every byte is a 32-byte val with the byte at offset 8. One copy out of
-    Wasmtime's buffer, then one strided slice (bytearray slicing runs in C, memoryview's does not)."""
+    """``list<u8>``: every byte is a 32-byte val with the byte at offset 8, read with one
+    strided slice of Wasmtime's buffer (a ``c_char`` array slices into ``bytes`` in C)."""
     size = _WORD.from_address(at + 8).value
     if not size:
         return b""
-    scratch = _SCRATCH.sized(size)
     length = size * _VAL_BYTES
-    ctypes.memmove((ctypes.c_char * length).from_buffer(scratch), _WORD.from_address(at + 16).value, length)
-    return bytes(scratch[8:length:_VAL_BYTES])  # the kinds copied in are u8's too: the template holds
+    vals = (ctypes.c_char * length).from_address(_WORD.from_address(at + 16).value)
+    return cast(bytes, vals[8:length:_VAL_BYTES])  # typeshed says list[bytes]; c_char slices are bytes
 
 
 def _lower_bytes(_ctx: int, at: int, value: bytes) -> None:
