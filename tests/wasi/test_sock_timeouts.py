@@ -1,4 +1,5 @@
-"""SO_RCVTIMEO / SO_SNDTIMEO bound every blocking socket call as on Linux (issue 7, item 3).
+"""SO_RCVTIMEO / SO_SNDTIMEO bound every blocking socket call as on Linux (issue 7, item 3),
+fd_read and fd_write on a socket included (read(2) and write(2) honour them too).
 
 Each case runs the sock-timeouts guest under ``wasmhost run`` and the same operation natively
 in Python on a blocking socket with the same option, and compares the errno and the time
@@ -9,6 +10,7 @@ the timed-out call took. A connect that never answers: a listener with a full ba
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import select
 import socket
@@ -75,8 +77,8 @@ def _native(op: str, target: Address | None) -> tuple[int, float]:
     """The operation on a blocking host socket: (errno, seconds the failing call took)."""
     kind = socket.SOCK_DGRAM if op == "recv_from" else socket.SOCK_STREAM
     with socket.socket(socket.AF_INET, kind) as sock:
-        option = socket.SO_SNDTIMEO if op in ("connect", "send", "send_to") else socket.SO_RCVTIMEO
-        if op in ("recv", "send", "send_to"):
+        option = socket.SO_SNDTIMEO if op in ("connect", "send", "send_to", "write") else socket.SO_RCVTIMEO
+        if op in ("recv", "send", "send_to", "read", "write"):
             assert target is not None
             sock.connect(target)
         elif op in ("accept", "recv_from"):
@@ -89,9 +91,12 @@ def _native(op: str, target: Address | None) -> tuple[int, float]:
             return _timed(lambda: sock.connect(target))  # a blocking connect: no Python timeout
         if op == "send":
             return _until_error(lambda: sock.send(CHUNK))
+        if op == "write":
+            return _until_error(lambda: os.write(sock.fileno(), CHUNK))
         if op == "send_to":
             return _until_error(lambda: sock.sendto(CHUNK, target))  # type: ignore[arg-type]
-        call = {"accept": sock.accept, "recv": lambda: sock.recv(64), "recv_from": lambda: sock.recvfrom(64)}[op]
+        call = {"accept": sock.accept, "recv": lambda: sock.recv(64), "recv_from": lambda: sock.recvfrom(64),
+                "read": lambda: os.read(sock.fileno(), 64)}[op]  # fmt: skip
         return _timed(call)
 
 
@@ -104,11 +109,13 @@ def _guest(path: Path, op: str, target: Address | None) -> tuple[int, float]:
     return int(found.group(1)), int(found.group(2)) / 1000
 
 
-@pytest.mark.parametrize("op", ["connect", "accept", "recv", "recv_from", "send", "send_to"])
+@pytest.mark.parametrize("op", ["connect", "accept", "recv", "recv_from", "send", "send_to", "read", "write"])
 def test_timeouts_match_linux(
     op: str, guest: Callable[[str], Path], full_backlog: Address, silent_peer: Address
 ) -> None:
-    target = full_backlog if op == "connect" else silent_peer if op in ("recv", "send", "send_to") else None
+    target = (
+        full_backlog if op == "connect" else silent_peer if op in ("recv", "send", "send_to", "read", "write") else None
+    )
     native_errno, native_elapsed = _native(op, target)
     wasi_errno, wasi_elapsed = _guest(guest("sock-timeouts"), op, target)
     print(f"{op}: native {native_errno} in {native_elapsed:.3f} s, wasmhost {wasi_errno} in {wasi_elapsed:.3f} s")

@@ -132,10 +132,11 @@ class WasiContext:
             self._unwatch(key)
         self._watching = None
 
-    async def blocking(self, desc: Descriptor, write: bool, op: Callable[[], _T], timeout: float | None = None) -> _T:
+    async def blocking(self, desc: Descriptor, write: bool, op: Callable[[], _T]) -> _T:
         """Run an I/O ``op``; if a blocking-mode descriptor would block, wait and retry.
 
-        ``timeout`` (SO_RCVTIMEO/SO_SNDTIMEO) turns a long wait into ``AGAIN``, as on Linux.
+        The descriptor's timeout (a socket's SO_RCVTIMEO/SO_SNDTIMEO) turns a long wait into
+        ``AGAIN``, as on Linux, whichever call it is: ``sock_recv`` or ``fd_read`` alike.
         """
         desc.io_seq += 1
         osfd = desc.os_fd()
@@ -143,6 +144,7 @@ class WasiContext:
             # A pipe or terminal shared with the host process stays in blocking mode: wait for
             # readiness first, so the loop's thread never blocks inside the call.
             await self._until_ready(osfd, write)
+        timeout = desc.timeout(write)
         deadline = None if timeout is None else self.clock() + timeout
         while True:
             try:

@@ -83,6 +83,10 @@ class Descriptor:
         """Whether an I/O call could block the host thread (see ``OsFile``)."""
         return False
 
+    def timeout(self, write: bool) -> float | None:
+        """Seconds a blocking call may wait before it fails with ``AGAIN`` (None: forever)."""
+        return None
+
     def readv(self, bufs: Buffers) -> int:
         raise WasiError(Errno.BADF)
 

@@ -164,6 +164,9 @@ class Socket(Descriptor):
         parked = () if self._parked is None else (self._parked.fileno(),)
         return (self.sock.fileno(), *parked)
 
+    def timeout(self, write: bool) -> float | None:
+        return self.timeouts.get(socket.SO_SNDTIMEO if write else socket.SO_RCVTIMEO)
+
     def switch_family(self, family: int) -> None:
         """Re-create the (not yet bound) host socket in another family, keeping SO_REUSEADDR:
         lets ``--host ::1`` serve a guest that opened an IPv4 socket."""
@@ -267,10 +270,6 @@ class Sockets:
             log.warning("%s: more network warnings; no more are logged for this guest", self.name)
         else:
             log.warning("%s: %s", self.name, message)
-
-    async def _wait_io(self, sock: Socket, write: bool, op: Callable[[], _T], timeout_opt: int | None = None) -> _T:
-        timeout = sock.timeouts.get(timeout_opt) if timeout_opt is not None else None
-        return await self.ctx.blocking(sock, write, op, timeout)
 
     # --- addresses -----------------------------------------------------------------------
 
@@ -454,7 +453,7 @@ class Sockets:
     async def _until_connected(self, sock: Socket) -> None:
         """Wait for a blocking connect. As on Linux, SO_SNDTIMEO bounds the wait and its
         expiry is ``INPROGRESS`` (the connection attempt goes on)."""
-        timeout = sock.timeouts.get(socket.SO_SNDTIMEO)
+        timeout = sock.timeout(write=True)
         deadline = None if timeout is None else self.ctx.clock() + timeout
         while not _writable(sock.sock):
             remaining = None if deadline is None else deadline - self.ctx.clock()
@@ -486,7 +485,7 @@ class Sockets:
     async def _accept(self, fd: int, flags: int, out: int) -> None:
         listener = self._socket(fd)
         self.mem.check(out, 4)
-        conn, peer = await self._wait_io(listener, False, lambda: self._accept_now(listener), socket.SO_RCVTIMEO)
+        conn, peer = await self.ctx.blocking(listener, False, lambda: self._accept_now(listener))
         accepted = Socket(conn, flags, listener.kind)
         accepted.guest_port = listener.guest_port
         self._tune(accepted)
@@ -516,7 +515,7 @@ class Sockets:
         if flags & ~(RIFLAG_PEEK | RIFLAG_WAITALL):
             raise WasiError(Errno.INVAL)
         host_flags = (_MSG_PEEK if flags & RIFLAG_PEEK else 0) | (_MSG_WAITALL if flags & RIFLAG_WAITALL else 0)
-        n, msg_flags, addr = await self._wait_io(sock, False, lambda: sock.recv(bufs, host_flags), socket.SO_RCVTIMEO)
+        n, msg_flags, addr = await self.ctx.blocking(sock, False, lambda: sock.recv(bufs, host_flags))
         if addr and sock.datagram:
             sock.peers.add((addr[0], addr[1]))
         return n, msg_flags, addr
@@ -558,7 +557,7 @@ class Sockets:
             raise WasiError(Errno.INVAL)
         bufs = self.mem.iovecs(iovs, count)
         self.mem.check(out_len, 4)
-        sent = await self._wait_io(sock, True, lambda: sock.send(bufs), socket.SO_SNDTIMEO)
+        sent = await self.ctx.blocking(sock, True, lambda: sock.send(bufs))
         self.mem.set_u32(out_len, sent)
 
     async def sock_send_to(
@@ -584,7 +583,7 @@ class Sockets:
         bufs = self.mem.iovecs(iovs, count)
         self.mem.check(out_len, 4)
         self._bind_unbound(sock, connecting=True)
-        sent = await self._wait_io(sock, True, lambda: sock.send(bufs, target), socket.SO_SNDTIMEO)
+        sent = await self.ctx.blocking(sock, True, lambda: sock.send(bufs, target))
         self.mem.set_u32(out_len, sent)
 
     def sock_shutdown(self, fd: int, how: int) -> None:

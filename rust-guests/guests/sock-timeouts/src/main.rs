@@ -6,9 +6,15 @@
 //!   recv_from           SO_RCVTIMEO, blocking recv_from on udp 127.0.0.1:0
 //!   send ADDR PORT      SO_SNDTIMEO, blocking 1 MiB sends to a peer that never reads
 //!   send_to ADDR PORT   the same through sock_send_to (the address is ignored on TCP)
+//!   read ADDR PORT      `recv`, through fd_read (Linux applies the timeouts to read(2) too)
+//!   write ADDR PORT     `send`, through fd_write
 //! Prints `OP errno=N elapsed_ms=M` for the call that failed (0 if it succeeded).
 
+use std::fs::File;
+use std::io::{Read, Write};
+use std::mem::ManuallyDrop;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::wasi::io::FromRawFd;
 use std::time::Instant;
 use wasmedge_net::{bind, connect, exit_failed, listen, open, recv, recv_from, send, send_to, sys};
 use wasmedge_net::{Errno, Result, AF_INET4, SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET};
@@ -44,6 +50,15 @@ fn until_error<T>(mut call: impl FnMut() -> Result<T>) -> (Errno, u128) {
             return (e, start.elapsed().as_millis());
         }
     }
+}
+
+/// The socket as a `File`, so that reads and writes go through fd_read / fd_write.
+fn as_file(fd: u32) -> ManuallyDrop<File> {
+    ManuallyDrop::new(unsafe { File::from_raw_fd(fd as i32) })
+}
+
+fn io_errno(e: std::io::Error) -> Errno {
+    e.raw_os_error().unwrap_or(-1)
 }
 
 fn timed<T>(call: impl FnOnce() -> Result<T>) -> (Errno, u128) {
@@ -95,7 +110,16 @@ fn main() {
             let fd = connected(&to, SO_SNDTIMEO);
             until_error(|| send_to(fd, &chunk, &to))
         }
-        _ => exit_failed("OP (connect, accept, recv, recv_from, send or send_to)", 28),
+        "read" => {
+            let mut file = as_file(connected(&target(), SO_RCVTIMEO));
+            let mut buf = [0u8; 64];
+            timed(|| file.read(&mut buf).map_err(io_errno))
+        }
+        "write" => {
+            let mut file = as_file(connected(&target(), SO_SNDTIMEO));
+            until_error(|| file.write(&chunk).map_err(io_errno))
+        }
+        _ => exit_failed("OP (connect, accept, recv, recv_from, send, send_to, read or write)", 28),
     };
     println!("{} errno={} elapsed_ms={}", op, errno, elapsed);
 }
