@@ -18,7 +18,6 @@ import socket
 import struct
 import termios
 import threading
-import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -248,7 +247,6 @@ class Sockets:
         self.connections = Connections(name, network.limit_concurrency)
         self._warned: set[str] = set()
         self._listeners: list[Socket] = []
-        self._connections: weakref.WeakSet[Socket] = weakref.WeakSet()
 
     @property
     def mem(self) -> GuestMemory:
@@ -418,11 +416,11 @@ class Sockets:
         """Shut down the accepted connections that have no request in flight; returns how
         many are still open (the guest closes the shut-down ones when it sees the EOF)."""
         open_now = 0
-        for conn in list(self._connections):
+        accepted = {desc for _, desc in self.fds.items() if isinstance(desc, Socket) and desc.owner is self.connections}
+        for conn in accepted:
             if conn.idle():
                 with contextlib.suppress(OSError):
                     conn.sock.shutdown(socket.SHUT_RDWR)
-                self._connections.discard(conn)
             elif conn.sock.fileno() >= 0:
                 open_now += 1
         return open_now
@@ -491,7 +489,6 @@ class Sockets:
         self._tune(accepted)
         accepted.record, accepted.owner = self.connections.opened(_show(peer)), self.connections
         self.mem.set_u32(out, self.fds.add(accepted))
-        self._connections.add(accepted)
 
     def _accept_now(self, listener: Socket) -> tuple[socket.socket, Any]:
         if listener.limited_by is not None and listener.limited_by.full:
