@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import struct
@@ -21,15 +22,23 @@ from wasmhost.wasi.memory import GuestMemory
 from wasmhost.wasi.sockets import SOCKET_FUNCTIONS, Socket, Sockets
 
 
-@pytest.fixture
-def abi() -> Iterator[tuple[Sockets, bytearray]]:
+@contextlib.contextmanager
+def _sockets(network: Network) -> Iterator[tuple[Sockets, bytearray]]:
     ctx = WasiContext([], [], FdTable(), lambda: None)
     ctx.loop = asyncio.new_event_loop()
     buffer = bytearray(65536)
     ctx.memory = GuestMemory.of_buffer(buffer)
-    yield Sockets(ctx, Network(), "test"), buffer
-    ctx.close()
-    ctx.loop.close()
+    try:
+        yield Sockets(ctx, network, "test"), buffer
+    finally:
+        ctx.close()
+        ctx.loop.close()
+
+
+@pytest.fixture
+def abi() -> Iterator[tuple[Sockets, bytearray]]:
+    with _sockets(Network()) as pair:
+        yield pair
 
 
 def _drive(sockets: Sockets, call: Coroutine[Any, Any, None]) -> None:
@@ -146,6 +155,23 @@ def test_options_report_wasi_values(abi: tuple[Sockets, bytearray]) -> None:
         with pytest.raises(WasiError) as info:
             sockets.sock_getsockopt(fd, level, name, 300, 200)
         assert info.value.errno == Errno.INVAL
+
+
+@pytest.mark.parametrize("nodelay", [True, False])
+def test_accepted_connections_get_tcp_nodelay_from_the_policy(nodelay: bool) -> None:
+    """Set once on the listener, which accepted sockets inherit (Linux), not per accept."""
+    with _sockets(Network(nodelay=nodelay)) as (sockets, buffer):
+        sockets.sock_open(1, 2, 100)  # INET4, STREAM
+        listener = struct.unpack_from("<I", buffer, 100)[0]
+        buffer[200:204] = bytes([127, 0, 0, 1])
+        struct.pack_into("<II", buffer, 300, 200, 4)
+        sockets.sock_bind(listener, 300, 0)
+        sockets.sock_listen(listener, 8)
+        with socket.create_connection(sockets.listening[0]):
+            _drive(sockets, sockets.sock_accept_v1(listener, 400))
+            accepted = sockets.fds.get(struct.unpack_from("<I", buffer, 400)[0])
+            assert isinstance(accepted, Socket)
+            assert accepted.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == int(nodelay)
 
 
 def test_getaddrinfo_fills_the_guest_records(abi: tuple[Sockets, bytearray]) -> None:

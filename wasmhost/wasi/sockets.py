@@ -385,6 +385,7 @@ class Sockets:
         sock = self._socket(fd)
         self._bind_unbound(sock, connecting=False)
         _os(sock.sock.listen, min(backlog, 4096) or 128)
+        self._tune(sock)  # accepted connections inherit TCP_NODELAY: no setsockopt per accept
         self._announce(sock, "")
 
     def _announce(self, sock: Socket, proto: str) -> None:
@@ -486,7 +487,6 @@ class Sockets:
         conn, peer = await self.ctx.blocking(listener, False, lambda: self._accept_now(listener))
         accepted = Socket(conn, flags, listener.kind)
         accepted.guest_port = listener.guest_port
-        self._tune(accepted)
         accepted.record, accepted.owner = self.connections.opened(_show(peer)), self.connections
         self.mem.set_u32(out, self.fds.add(accepted))
 
