@@ -7,6 +7,8 @@ import contextlib
 import ipaddress
 import socket
 import struct
+import threading
+import time
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
@@ -157,21 +159,76 @@ def test_options_report_wasi_values(abi: tuple[Sockets, bytearray]) -> None:
         assert info.value.errno == Errno.INVAL
 
 
+@contextlib.contextmanager
+def _accepted(sockets: Sockets, buffer: bytearray) -> Iterator[tuple[socket.socket, int]]:
+    """A client connected to a guest listener on 127.0.0.1, and the guest's accepted fd."""
+    sockets.sock_open(1, 2, 100)  # INET4, STREAM
+    listener = struct.unpack_from("<I", buffer, 100)[0]
+    buffer[200:204] = bytes([127, 0, 0, 1])
+    struct.pack_into("<II", buffer, 300, 200, 4)
+    sockets.sock_bind(listener, 300, 0)
+    sockets.sock_listen(listener, 8)
+    with socket.create_connection(sockets.listening[0]) as peer:
+        _drive(sockets, sockets.sock_accept_v1(listener, 400))
+        yield peer, struct.unpack_from("<I", buffer, 400)[0]
+
+
 @pytest.mark.parametrize("nodelay", [True, False])
 def test_accepted_connections_get_tcp_nodelay_from_the_policy(nodelay: bool) -> None:
     """Set once on the listener, which accepted sockets inherit (Linux), not per accept."""
-    with _sockets(Network(nodelay=nodelay)) as (sockets, buffer):
-        sockets.sock_open(1, 2, 100)  # INET4, STREAM
-        listener = struct.unpack_from("<I", buffer, 100)[0]
-        buffer[200:204] = bytes([127, 0, 0, 1])
-        struct.pack_into("<II", buffer, 300, 200, 4)
-        sockets.sock_bind(listener, 300, 0)
-        sockets.sock_listen(listener, 8)
-        with socket.create_connection(sockets.listening[0]):
-            _drive(sockets, sockets.sock_accept_v1(listener, 400))
-            accepted = sockets.fds.get(struct.unpack_from("<I", buffer, 400)[0])
-            assert isinstance(accepted, Socket)
-            assert accepted.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == int(nodelay)
+    with _sockets(Network(nodelay=nodelay)) as (sockets, buffer), _accepted(sockets, buffer) as (_, fd):
+        accepted = sockets.fds.get(fd)
+        assert isinstance(accepted, Socket)
+        assert accepted.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == int(nodelay)
+
+
+def _waitall_native(case: str) -> bytes:
+    guest, peer = socket.socketpair()
+    with guest, peer:
+        peer.sendall(b"12345")
+        if case == "timeout":
+            guest.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("qq", 0, 300_000))
+        later = {"split": lambda: peer.sendall(b"67890"), "eof": lambda: peer.shutdown(socket.SHUT_WR)}.get(case)
+        timer = threading.Timer(0.2, later) if later else None
+        if timer:
+            timer.start()
+        try:
+            return guest.recv(10, socket.MSG_WAITALL)
+        finally:
+            if timer:
+                timer.join()
+
+
+def _waitall_wasmhost(case: str) -> bytes:
+    with _sockets(Network()) as (sockets, buffer), _accepted(sockets, buffer) as (peer, fd):
+        peer.sendall(b"12345")
+        if case == "timeout":
+            struct.pack_into("<qq", buffer, 500, 0, 300_000)
+            sockets.sock_setsockopt(fd, 0, 11, 500, 16)  # SO_RCVTIMEO
+        later = {"split": lambda: peer.sendall(b"67890"), "eof": lambda: peer.shutdown(socket.SHUT_WR)}.get(case)
+        assert sockets.ctx.loop is not None
+        if later:
+            sockets.ctx.loop.call_later(0.2, later)
+        struct.pack_into("<IIII", buffer, 600, 1000, 4, 1004, 6)  # two iovecs, 10 bytes
+        _drive(sockets, sockets.sock_recv(fd, 600, 2, 2, 700, 704))  # RIFLAG_WAITALL
+        return bytes(buffer[1000 : 1000 + struct.unpack_from("<I", buffer, 700)[0]])
+
+
+@pytest.mark.parametrize("case", ["split", "timeout", "eof"])
+def test_recv_waitall_on_a_blocking_stream_waits_as_linux_does(case: str) -> None:
+    """The rest of the data arrives later, SO_RCVTIMEO expires first, or the peer ends the
+    stream: the same bytes as a native MSG_WAITALL recv, and no more, after the same wait
+    (each case's event comes 0.2-0.3 s after the first five bytes)."""
+    start = time.monotonic()
+    native = _waitall_native(case)
+    native_wait = time.monotonic() - start
+    start = time.monotonic()
+    got = _waitall_wasmhost(case)
+    wasmhost_wait = time.monotonic() - start
+    assert native == (b"1234567890" if case == "split" else b"12345")
+    assert got == native
+    assert native_wait > 0.15
+    assert wasmhost_wait > 0.15
 
 
 def test_getaddrinfo_fills_the_guest_records(abi: tuple[Sockets, bytearray]) -> None:

@@ -42,7 +42,7 @@ MAX_RW = 0x7FFFF000
 CALLBACK_CHUNK = 1 << 20
 
 
-def _span(bufs: Buffers, start: int, stop: int) -> list[memoryview]:
+def span(bufs: Buffers, start: int, stop: int) -> list[memoryview]:
     """Views of bytes ``[start, stop)`` of the buffers taken end to end, without copying."""
     views = []
     offset = 0
@@ -147,7 +147,7 @@ class CallbackOutput(NullStream):
         self._sink = sink
 
     def writev(self, bufs: Buffers) -> int:
-        data = b"".join(_span(bufs, 0, CALLBACK_CHUNK))
+        data = b"".join(span(bufs, 0, CALLBACK_CHUNK))
         if data:
             self._sink(data)
         return len(data)
@@ -167,7 +167,7 @@ class StderrTail(Descriptor):
 
     def writev(self, bufs: Buffers) -> int:
         n = self.inner.writev(bufs)
-        for view in _span(bufs, max(n - self.LIMIT, 0), n):
+        for view in span(bufs, max(n - self.LIMIT, 0), n):
             self.tail += view
         del self.tail[: -self.LIMIT]
         return n
@@ -205,7 +205,7 @@ def _write_now(fd: int, bufs: Buffers) -> int:
     except OSError as exc:
         if exc.errno != errno.EOPNOTSUPP:
             raise
-    return os.writev(fd, _span(bufs, 0, select.PIPE_BUF))
+    return os.writev(fd, span(bufs, 0, select.PIPE_BUF))
 
 
 class OsFile(Descriptor):

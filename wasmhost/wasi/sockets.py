@@ -25,7 +25,7 @@ from ..net.connections import Connection, Connections
 from ..net.policy import IPAddress, Network, host_name, normalise
 from .abi import FDFLAG_NONBLOCK, U32, Errno, Filetype, Rights, WasiError, from_os
 from .context import WasiContext
-from .fdtable import Buffers, Descriptor
+from .fdtable import Buffers, Descriptor, span
 from .memory import GuestMemory
 
 log = logging.getLogger("wasmhost")
@@ -511,11 +511,36 @@ class Sockets:
     async def _recv(self, sock: Socket, bufs: Buffers, flags: int) -> tuple[int, int, Any]:
         if flags & ~(RIFLAG_PEEK | RIFLAG_WAITALL):
             raise WasiError(Errno.INVAL)
+        if flags == RIFLAG_WAITALL and not sock.datagram:
+            return await self._recv_all(sock, bufs), 0, None
         host_flags = (_MSG_PEEK if flags & RIFLAG_PEEK else 0) | (_MSG_WAITALL if flags & RIFLAG_WAITALL else 0)
         n, msg_flags, addr = await self.ctx.blocking(sock, False, lambda: sock.recv(bufs, host_flags))
         if addr and sock.datagram:
             sock.peers.add((addr[0], addr[1]))
         return n, msg_flags, addr
+
+    async def _recv_all(self, sock: Socket, bufs: Buffers) -> int:
+        """WAITALL on a stream socket, which the host socket (non-blocking) would ignore. As on
+        Linux, a blocking call returns once the buffers are full or the stream ends; when the
+        timeout expires or an error comes after some data, it returns that data (the error
+        shows on the next call). A non-blocking call returns what is there."""
+        total, got = sum(map(len, bufs)), 0
+
+        def fill() -> int:
+            nonlocal got
+            while got < total:
+                n = sock.recv(span(bufs, got, total))[0]  # AGAIN when nothing more is there yet
+                if not n:
+                    break
+                got += n
+            return got
+
+        try:
+            return await self.ctx.blocking(sock, False, fill)
+        except WasiError:
+            if not got:
+                raise
+            return got
 
     async def sock_recv_from_v1(
         self, fd: int, iovs: int, count: int, addr: int, flags: int, out_len: int, out_flags: int
