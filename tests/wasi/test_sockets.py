@@ -9,7 +9,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -182,13 +182,18 @@ def test_accepted_connections_get_tcp_nodelay_from_the_policy(nodelay: bool) -> 
         assert accepted.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == int(nodelay)
 
 
+def _what_comes_next(case: str, peer: socket.socket) -> Callable[[], None] | None:
+    """What the peer does 0.2 s into a WAITALL recv of 10 bytes that has 5 (nothing: the timeout)."""
+    return {"split": lambda: peer.sendall(b"67890"), "eof": lambda: peer.shutdown(socket.SHUT_WR)}.get(case)
+
+
 def _waitall_native(case: str) -> bytes:
     guest, peer = socket.socketpair()
     with guest, peer:
         peer.sendall(b"12345")
         if case == "timeout":
             guest.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("qq", 0, 300_000))
-        later = {"split": lambda: peer.sendall(b"67890"), "eof": lambda: peer.shutdown(socket.SHUT_WR)}.get(case)
+        later = _what_comes_next(case, peer)
         timer = threading.Timer(0.2, later) if later else None
         if timer:
             timer.start()
@@ -205,7 +210,7 @@ def _waitall_wasmhost(case: str) -> bytes:
         if case == "timeout":
             struct.pack_into("<qq", buffer, 500, 0, 300_000)
             sockets.sock_setsockopt(fd, 0, 11, 500, 16)  # SO_RCVTIMEO
-        later = {"split": lambda: peer.sendall(b"67890"), "eof": lambda: peer.shutdown(socket.SHUT_WR)}.get(case)
+        later = _what_comes_next(case, peer)
         assert sockets.ctx.loop is not None
         if later:
             sockets.ctx.loop.call_later(0.2, later)
