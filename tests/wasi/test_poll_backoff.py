@@ -1,8 +1,10 @@
-"""poll_oneoff's idle backoff on real sockets: stale readiness is delayed, never lost."""
+"""poll_oneoff's idle backoff on real sockets: stale readiness is delayed, never lost; and
+epoll_oneoff, which reports as WasmEdge's does."""
 
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import time
 from collections.abc import Coroutine, Iterator
@@ -42,9 +44,9 @@ def _subscribe(buffer: bytearray, subs: list[tuple[int, int]]) -> None:
         abi.SUBSCRIPTION.pack_into(buffer, SUBS + 48 * i, 100 + i, kind, abi.SUB_FD.pack(fd).ljust(32, b"\0"))
 
 
-def _poll(p1: Preview1, buffer: bytearray, n: int) -> tuple[list[int], float]:
+def _poll(p1: Preview1, buffer: bytearray, n: int, epoll: bool = False) -> tuple[list[int], float]:
     start = time.monotonic()
-    _drive(p1, p1.poll_oneoff(SUBS, EVENTS, n, COUNT))
+    _drive(p1, (p1.epoll_oneoff if epoll else p1.poll_oneoff)(SUBS, EVENTS, n, COUNT))
     count = abi.U32.unpack_from(buffer, COUNT)[0]
     events = [abi.EVENT.unpack_from(buffer, EVENTS + 32 * i)[0] for i in range(count)]
     return events, time.monotonic() - start
@@ -109,3 +111,56 @@ def test_a_reused_descriptor_number_starts_fresh(setup: Setup) -> None:
         assert events == [100] and took < 0.01
     finally:
         theirs.close()
+
+
+class _WasmEdgePoller:
+    """WasmEdge's epoll_oneoff as its Linux poller does it, on a real epoll: each call adds a
+    newly subscribed fd with EPOLLET, *modifies* one subscribed in the previous call (the
+    kernel queues it again if it is ready at that moment), and deletes one left out."""
+
+    def __init__(self) -> None:
+        self.epoll = select.epoll()
+        self.previous: set[int] = set()
+
+    def call(self, subs: list[tuple[int, int, int]]) -> list[int]:
+        """``subs``: (userdata, event type, host fd); returns the userdata of what fired, in order."""
+        masks: dict[int, int] = {}
+        for _userdata, kind, osfd in subs:
+            masks[osfd] = masks.get(osfd, 0) | (select.EPOLLOUT if kind == abi.EventType.FD_WRITE else select.EPOLLIN)
+        for osfd in self.previous - masks.keys():
+            self.epoll.unregister(osfd)
+        for osfd, mask in masks.items():
+            (self.epoll.modify if osfd in self.previous else self.epoll.register)(osfd, mask | select.EPOLLET)
+        self.previous = set(masks)
+        fired = dict(self.epoll.poll(0))
+        wanted = {abi.EventType.FD_WRITE: select.EPOLLOUT, abi.EventType.FD_READ: select.EPOLLIN}
+        return [userdata for userdata, kind, osfd in subs if fired.get(osfd, 0) & wanted[kind]]
+
+
+def test_epoll_oneoff_reports_what_wasmedge_reports(setup: Setup) -> None:
+    """Edge-triggered in name only: WasmEdge re-arms every subscribed fd on each call, so a
+    ready fd is reported on every call, as by the level-triggered poll_oneoff (no backoff here:
+    WasmEdge has none). Each step compares with WasmEdge's poller run on the same sockets."""
+    p1, buffer, fds, peers = setup
+    strict = Preview1(p1.ctx, idle_backoff=0)
+    wasmedge = _WasmEdgePoller()
+    subs = [(abi.EventType.FD_WRITE, fds[0]), (abi.EventType.FD_READ, fds[1])]
+    host = [(100 + i, kind, p1.fds.get(fd).os_fd()) for i, (kind, fd) in enumerate(subs)]
+    _subscribe(buffer, subs)
+    steps = {
+        "writable fd 0": lambda: None,
+        "again, nothing new": lambda: None,
+        "fd 1 gets data": lambda: peers[1].send(b"x"),
+        "again, the data unread": lambda: None,
+        "more data": lambda: peers[1].send(b"y"),
+    }
+    seen = {}
+    for step, act in steps.items():
+        act()
+        time.sleep(0.01)  # loopback delivery
+        expected = wasmedge.call(host)
+        events, _took = _poll(strict, buffer, 2, epoll=True)
+        assert events == expected, step
+        seen[step] = events
+    assert seen["again, nothing new"] == [100] and seen["again, the data unread"] == [100, 101]
+    wasmedge.epoll.close()
