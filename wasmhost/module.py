@@ -42,9 +42,9 @@ _HTTP_HANDLER = "wasi:http/incoming-handler@0.2."
 class _Codec(NamedTuple):
     """How one format (core module or component) is compiled, and stored in the compile cache."""
 
-    compile: Callable[[bytes, bool], Any]
+    compile: Callable[[bytes, bool, bool], Any]  # (wasm, fuel, pooled)
     serialize: Callable[[Any], bytes]
-    deserialize: Callable[[bytes, bool], Any]
+    deserialize: Callable[[bytes, bool, bool], Any]
 
 
 _CORE = _Codec(_native.compile_module, _native.serialize, _native.deserialize)
@@ -75,7 +75,7 @@ class Module:
 
             self._codec = _Codec(component.compile_component, component.serialize, component.deserialize)
         self._cache = cache if cache is not None else CompileCache()
-        self._compiled: dict[bool, Any] = {}
+        self._compiled: dict[tuple[bool, bool], Any] = {}
         self.cache_hit = False
         compiled = self.compiled(fuel=False)
         self.imports: list[_native.Import]
@@ -89,25 +89,28 @@ class Module:
             self.exports = _native.exports_of(compiled)
             self.export_items = [_native.Import("", name, kind, None) for name, kind in self.exports.items()]
 
-    def compiled(self, fuel: bool) -> Any:
-        """The wasmtime module for the engine with or without fuel metering."""
-        found = self._compiled.get(fuel)
+    def compiled(self, fuel: bool, pooled: bool = False) -> Any:
+        """The wasmtime module for the engine with or without fuel metering, and with or without
+        the pooling allocator (``_native.core.engine``)."""
+        found = self._compiled.get((fuel, pooled))
         if found is None:
-            found = self._compiled[fuel] = self._load(fuel)
+            found = self._compiled[fuel, pooled] = self._load(fuel, pooled)
         return found
 
-    def _load(self, fuel: bool) -> Any:
+    def _load(self, fuel: bool, pooled: bool) -> Any:
+        if pooled:  # the same code, loaded into the pooled engine: no second compile
+            return self._codec.deserialize(self._codec.serialize(self.compiled(fuel)), fuel, True)
         key = _native.engine_fingerprint(fuel)
         artifact = self._cache.load(self.wasm, key)
         if artifact is not None:
             try:
-                module = self._codec.deserialize(artifact, fuel)
+                module = self._codec.deserialize(artifact, fuel, pooled)
                 self.cache_hit = True
                 return module
             except _native.GuestError:
                 self._cache.discard(self.wasm, key)
         try:
-            module = self._codec.compile(self.wasm, fuel)
+            module = self._codec.compile(self.wasm, fuel, pooled)
         except _native.GuestError as exc:
             what = "component" if self.is_component else "module"
             raise ModuleError(f"{self.name}: invalid {what}: {_first_line(exc)}") from None

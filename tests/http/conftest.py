@@ -126,6 +126,9 @@ def serve_handler() -> Iterator[ServeHandler]:
             async with server:
                 pass
             await asyncio.sleep(0)  # let connection_lost callbacks run
+            close = getattr(server.handler, "close", None)  # a ComponentHandler frees its instances
+            if close is not None:
+                await close()
 
         asyncio.run_coroutine_threadsafe(stop(), running.loop).result(10)
         running.loop.call_soon_threadsafe(running.loop.stop)

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import ServeFactory, run_cli
 from tests.oci.conftest import Registry, registry  # noqa: F401 - the registry fixture, for the oci:// case
+from wasmhost._native.core import RESIDENT_INSTANCES
 
 Component = Callable[[str], Path]
 
@@ -38,6 +39,20 @@ def test_serve_answers_from_a_fresh_instance_per_request(serve: ServeFactory, co
         assert (response.status, response.read()) == (200, b"Hello, World!")
     conn.close()
     assert served.stop(signal.SIGTERM, timeout=15)[0] == 0
+
+
+def test_a_fresh_instance_never_sees_an_earlier_requests_memory(serve: ServeFactory, component: Component) -> None:
+    """More requests than the pooled engine has resident slots, so each slot (its memory kept
+    resident and reset by copying) serves several: every instance must start as new. The same
+    guest with reused instances counts up, so the check can fail."""
+    requests = 3 * RESIDENT_INSTANCES
+    fresh = serve(None, "--port", "0", args=[str(component("counter"))])
+    assert [_get(fresh.port) for _ in range(requests)] == [(200, b"1 4194304")] * requests
+    assert fresh.stop(signal.SIGTERM, timeout=15)[0] == 0
+    reused = serve(None, "--port", "0", "--reuse-instances", "3", args=[str(component("counter"))])
+    counts = [_get(reused.port)[1].split()[0] for _ in range(6)]
+    assert counts == [b"1", b"2", b"3", b"1", b"2", b"3"], counts
+    assert reused.stop(signal.SIGTERM, timeout=15)[0] == 0
 
 
 def test_serve_with_reused_instances_and_a_trap(serve: ServeFactory, component: Component) -> None:

@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import open_fds
 from tests.http.conftest import COMPONENT_OUT, Running, ServeHandler
 from wasmhost import Module
+from wasmhost._native.core import RESIDENT_INSTANCES
 from wasmhost.http import HttpLimits, Request, Response
 from wasmhost.net.policy import Network, Rule
 from wasmhost.wasip2 import ComponentHandler, WasiConfig
@@ -180,8 +181,6 @@ def test_a_component_that_never_answers_gets_a_504_after_the_deadline(
 def test_a_hundred_concurrent_requests_on_one_loop_then_back_to_baseline(serve_handler: ServeHandler,
                                                                          hello: Module) -> None:  # fmt: skip
     running, handler = serve(serve_handler, hello, pool=2)
-    request(running.port)
-    fds_before = open_fds()
 
     async def one() -> bytes:
         reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
@@ -194,6 +193,9 @@ def test_a_hundred_concurrent_requests_on_one_loop_then_back_to_baseline(serve_h
     async def many() -> list[bytes]:
         return await asyncio.gather(*(one() for _ in range(100)))
 
+    asyncio.run(many())  # loads the component for on-demand instances too (its memory image is an fd)
+    assert settle(running, handler, 2) == 2
+    fds_before = open_fds()
     answers = asyncio.run(many())
     assert all(a.startswith(b"HTTP/1.1 200") and a.endswith(b"Hello, World!") for a in answers)
     assert settle(running, handler, 2) == 2
@@ -211,6 +213,20 @@ def test_reuse_serves_several_requests_per_instance(serve_handler: ServeHandler,
         assert request(reused.port)[2] == b"Hello, World!"
     assert fresh_handler.instantiated >= 10
     assert reused_handler.instantiated <= 4
+
+
+def test_instances_beyond_the_resident_slots_are_allocated_on_demand(serve_handler: ServeHandler,
+                                                                      hello: Module) -> None:  # fmt: skip
+    """The resident slots are shared by every handler in the process: fewer may be free."""
+    running, handler = serve(serve_handler, hello, pool=RESIDENT_INSTANCES + 2)
+    assert handler.pooled == RESIDENT_INSTANCES + 2
+    assert handler.resident <= RESIDENT_INSTANCES
+    for _ in range(2 * RESIDENT_INSTANCES):  # from both kinds of slot, each fresh
+        assert request(running.port)[2] == b"Hello, World!"
+    assert settle(running, handler, RESIDENT_INSTANCES + 2) == RESIDENT_INSTANCES + 2
+    assert handler.resident <= RESIDENT_INSTANCES
+    on_loop(running, handler.close())
+    assert (handler.live, handler.resident) == (0, 0)
 
 
 class Upstream:

@@ -809,18 +809,18 @@ _KINDS: tuple[tuple[type, str], ...] = (
 )
 
 
-def compile_component(wasm: bytes, fuel: bool) -> wc.Component:
-    """Components are compiled by the same engines as core modules (``core.engine``), so their
-    compiled code depends on the same settings and shares the cache fingerprint."""
-    return wc.Component(engine(fuel), wasm)
+def compile_component(wasm: bytes, fuel: bool, pooled: bool = False) -> wc.Component:
+    """Components are compiled by the same engines as core modules (``core.engine``); the
+    allocator is no part of compiled code, so every engine shares the cache fingerprint."""
+    return wc.Component(engine(fuel, pooled), wasm)
 
 
 def serialize(compiled: wc.Component) -> bytes:
     return bytes(compiled.serialize())
 
 
-def deserialize(data: bytes, fuel: bool) -> wc.Component:
-    return wc.Component.deserialize(engine(fuel), data)
+def deserialize(data: bytes, fuel: bool, pooled: bool = False) -> wc.Component:
+    return wc.Component.deserialize(engine(fuel, pooled), data)
 
 
 def imports_of(compiled: wc.Component, fuel: bool) -> list[Import]:

@@ -7,15 +7,17 @@ asynchronously (see ``fiber``) and is interrupted by one shared epoch ticker.
 from __future__ import annotations
 
 import ctypes
+import logging
 import threading
 import time
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, cast
 
 import wasmtime
 from wasmtime._ffi import dll as _dll
 
 WASMTIME_VERSION: str = getattr(wasmtime, "__version__", "unknown")
+log = logging.getLogger("wasmhost")
 
 _TICK_SECONDS = 0.005
 #: The C stack a guest's fiber gets. Host functions (Python) run on it too, and Python 3.13
@@ -94,26 +96,80 @@ class _Ticker:
 
 
 TICKER = _Ticker()
-_ENGINES: dict[bool, wasmtime.Engine] = {}
+_ENGINES: dict[tuple[bool, bool], wasmtime.Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
+#: The pooled engines give components served with a fresh instance per request a few
+#: resident slots (``RESIDENT_INSTANCES`` at once, process-wide; the rest are allocated on
+#: demand). A slot stays mapped, so an instance costs no mmap/munmap, and on release the first
+#: ``linear_memory_keep_resident`` bytes of each memory are reset by copying the image back, not
+#: by ``madvise``: the pages a request writes stay resident for the next. For a componentize-py
+#: guest that removes ~320 of ~330 page faults a request (benchmarks/README.md), and costs up to
+#: that many bytes of resident memory per slot. Counts per component are generous, because a
+#: component over them cannot be loaded into the pooled engine at all.
+RESIDENT_INSTANCES = 4
+_POOL_COUNTS = {  # uint32_t settings
+    "total_component_instances": RESIDENT_INSTANCES,
+    "total_core_instances": RESIDENT_INSTANCES * 64,
+    "total_memories": RESIDENT_INSTANCES * 8,
+    "total_tables": RESIDENT_INSTANCES * 8,
+    "total_stacks": RESIDENT_INSTANCES,
+    "max_core_instances_per_component": 200,
+    "max_memories_per_component": 50,
+    "max_tables_per_component": 50,
+}
+_POOL_SIZES = {"linear_memory_keep_resident": 16 << 20}  # size_t settings
+_POOL_NEW = ctypes.CFUNCTYPE(ctypes.c_void_p)(("wasmtime_pooling_allocation_config_new", _dll))
+_POOL_DELETE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(("wasmtime_pooling_allocation_config_delete", _dll))
+_POOL_USE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(("wasmtime_pooling_allocation_strategy_set", _dll))
 
-def engine(fuel: bool = False) -> wasmtime.Engine:
-    """The process-wide engine for a configuration (modules are compiled per engine)."""
+
+def _pool_setter(name: str, value_type: type) -> Callable[[int, int], None]:
+    proto = ctypes.CFUNCTYPE(None, ctypes.c_void_p, value_type)
+    return cast(Callable[[int, int], None], proto((f"wasmtime_pooling_allocation_config_{name}_set", _dll)))
+
+
+def _config(fuel: bool, pooled: bool) -> wasmtime.Config:
+    config = wasmtime.Config()
+    config.epoch_interruption = True
+    config.consume_fuel = fuel
+    # Linear memory never moves, so a view of it stays valid as it grows.
+    config.memory_may_move = False
+    _ASYNC_STACK_SIZE(ctypes.cast(config.ptr(), ctypes.c_void_p), FIBER_STACK_BYTES)
+    # Off: with it, Wasmtime 50 traps ("deferred host scope has no call context") before
+    # calling a host function given two or more borrows (tcp start-bind, poll of two
+    # pollables). Guests run on fibers, which need only async support.
+    _CONCURRENCY_SUPPORT(ctypes.cast(config.ptr(), ctypes.c_void_p), False)
+    if pooled:
+        pool = _POOL_NEW()
+        try:
+            for name, count in _POOL_COUNTS.items():
+                _pool_setter(name, ctypes.c_uint32)(pool, count)
+            for name, size in _POOL_SIZES.items():
+                _pool_setter(name, ctypes.c_size_t)(pool, size)
+            _POOL_USE(ctypes.cast(config.ptr(), ctypes.c_void_p), pool)
+        finally:
+            _POOL_DELETE(pool)
+    return config
+
+
+def engine(fuel: bool = False, pooled: bool = False) -> wasmtime.Engine:
+    """The process-wide engine for a configuration (modules are compiled per engine).
+
+    ``pooled``: the pooling allocator's resident slots (above). Where the pool's address space
+    cannot be reserved (a ``ulimit -v``), that engine allocates on demand instead, and says so.
+    """
     with _ENGINES_LOCK:
-        found = _ENGINES.get(fuel)
+        found = _ENGINES.get((fuel, pooled))
         if found is None:
-            config = wasmtime.Config()
-            config.epoch_interruption = True
-            config.consume_fuel = fuel
-            # Linear memory never moves, so a view of it stays valid as it grows.
-            config.memory_may_move = False
-            _ASYNC_STACK_SIZE(ctypes.cast(config.ptr(), ctypes.c_void_p), FIBER_STACK_BYTES)
-            # Off: with it, Wasmtime 50 traps ("deferred host scope has no call context") before
-            # calling a host function given two or more borrows (tcp start-bind, poll of two
-            # pollables). Guests run on fibers, which need only async support.
-            _CONCURRENCY_SUPPORT(ctypes.cast(config.ptr(), ctypes.c_void_p), False)
-            found = _ENGINES[fuel] = wasmtime.Engine(config)
+            try:
+                found = wasmtime.Engine(_config(fuel, pooled))
+            except wasmtime.WasmtimeError as exc:
+                if not pooled:
+                    raise
+                log.warning("instances allocated on demand: the pooling allocator failed: %s", exc)
+                found = wasmtime.Engine(_config(fuel, False))
+            _ENGINES[fuel, pooled] = found
         return found
 
 
@@ -132,8 +188,8 @@ class Import(NamedTuple):
     signature: Signature | None
 
 
-def compile_module(wasm: bytes, fuel: bool) -> wasmtime.Module:
-    return wasmtime.Module(engine(fuel), wasm)
+def compile_module(wasm: bytes, fuel: bool, pooled: bool = False) -> wasmtime.Module:
+    return wasmtime.Module(engine(fuel, pooled), wasm)
 
 
 def wat2wasm(text: str) -> bytes:
@@ -144,8 +200,8 @@ def serialize(module: wasmtime.Module) -> bytes:
     return bytes(module.serialize())
 
 
-def deserialize(data: bytes, fuel: bool) -> wasmtime.Module:
-    return wasmtime.Module.deserialize(engine(fuel), data)
+def deserialize(data: bytes, fuel: bool, pooled: bool = False) -> wasmtime.Module:
+    return wasmtime.Module.deserialize(engine(fuel, pooled), data)
 
 
 def imports_of(module: wasmtime.Module) -> list[Import]:

@@ -217,6 +217,7 @@ class Store:
     ``should_stop`` returns a reason to end the guest (it then traps with it) or None.
     An exception raised by a host function becomes a trap; the exception itself is kept
     in ``pending`` so the caller can tell a host failure or an exit from a guest trap.
+    ``pooled`` picks the engine with the pooling allocator (components; ``core.engine``).
     """
 
     def __init__(
@@ -225,8 +226,10 @@ class Store:
         max_memory: int | None,
         should_stop: Callable[[], str | None],
         error_result: Callable[[BaseException], int | None] = lambda _exc: None,
+        *,
+        pooled: bool = False,
     ) -> None:
-        self.engine = engine(fuel is not None)
+        self.engine = engine(fuel is not None, pooled)
         self.store = wasmtime.Store(self.engine)
         if fuel is not None:
             self.store.set_fuel(fuel)

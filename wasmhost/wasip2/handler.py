@@ -1,7 +1,9 @@
 """Serving a wasi:http/proxy component: ``ComponentHandler`` is the front end's ``Handler``.
 
 Per request it takes a ready instance from a small pool (refilled in the background, off the
-request path), builds the ``incoming-request`` and ``response-outparam`` resources, calls
+request path; instances take the pooled engine's resident slots while any is free, see
+``_native.core.RESIDENT_INSTANCES``, and are allocated on demand beyond them), builds the
+``incoming-request`` and ``response-outparam`` resources, calls
 ``wasi:http/incoming-handler#handle`` on a fiber, and streams the body the guest writes to the
 client as it is written: the guest waits when the client is slow (``streams.Pipe``). Trailers
 pass both ways: the request's reach the guest's ``future-trailers``, and those the guest
@@ -26,8 +28,9 @@ import attrs
 from .. import stats
 from .._native import GuestError, describe
 from .._native.component import ExportIndex, Instance, Linker
+from .._native.core import RESIDENT_INSTANCES
 from .._native.fiber import Store
-from ..errors import GuestTrap
+from ..errors import GuestTrap, ModuleError
 from ..host import Host
 from ..http import Request, Response
 from ..module import GuestKind, Module
@@ -36,6 +39,7 @@ from .http import Fields, IncomingBody, IncomingRequest, OutgoingResponse, Respo
 from .linking import build_linker
 
 log = logging.getLogger("wasmhost.http")
+_UNPOOLABLE: tuple[type[Exception], ...] = (ModuleError, *GuestError)
 _HANDLER = "wasi:http/incoming-handler@"
 #: A component call reports a trap as an error whose text names it: Wasmtime's words, and
 #: the kind the core path reports for the same trap (``TrapCode``).
@@ -62,9 +66,31 @@ class BodyAborted(Exception):
 
 
 @attrs.define
+class _Tier:
+    """The component as loaded into one engine (pooled or on demand), with its own linker."""
+
+    component: Any
+    linker: Linker
+    export: ExportIndex
+    pooled: bool
+
+    @classmethod
+    def load(cls, module: Module, fuel: bool, pooled: bool) -> _Tier:
+        component = module.compiled(fuel, pooled)
+        handler = next(name for name in module.exports if name.startswith(_HANDLER))
+        return cls(component, build_linker(module.imports, fuel, pooled), ExportIndex(component, [handler, "handle"]),
+                   pooled)  # fmt: skip
+
+    def close(self) -> None:
+        self.export.close()
+        self.linker.close()
+
+
+@attrs.define
 class _Slot:
     instance: Instance
     wasi: Wasi
+    tier: _Tier
     served: int = 0
 
 
@@ -85,11 +111,15 @@ class ComponentHandler:
         if module.kind is not GuestKind.HTTP_COMPONENT:
             raise ValueError(f"{module.name}: not a wasi:http component (it does not export {_HANDLER}0.2.x)")
         self.name = module.name
-        self.component = module.compiled(fuel=fuel is not None)
+        self.module = module
+        try:
+            self._resident: _Tier | None = _Tier.load(module, fuel is not None, pooled=True)
+        except _UNPOOLABLE as exc:  # over the pool's counts per component
+            log.info("%s: instances allocated on demand only: %s", module.name, exc)
+            self._resident = None
+        self._on_demand: _Tier | None = None  # loaded when the resident slots are all taken
+        self._residents = 0
         self.config = config if config is not None else WasiConfig()
-        self.linker: Linker = build_linker(module.imports, fuel=fuel is not None)
-        handler = next(name for name in module.exports if name.startswith(_HANDLER))
-        self.export = ExportIndex(self.component, [handler, "handle"])
         self.pool_size = pool
         self.reuse = reuse
         self.idle = idle
@@ -112,27 +142,53 @@ class ComponentHandler:
                    fuel=host.limits.fuel)  # fmt: skip
 
     def host_calls(self) -> dict[str, int]:
-        """Calls of each host function by this handler's instances (one linker serves them all)."""
-        return {name: cell[0] for name, cell in self.linker.counts.items() if cell[0]}
+        """Calls of each host function by this handler's instances (summed over its linkers)."""
+        calls: dict[str, int] = {}
+        for tier in self._tiers():
+            for name, cell in tier.linker.counts.items():
+                if cell[0]:
+                    calls[name] = calls.get(name, 0) + cell[0]
+        return calls
+
+    def _tiers(self) -> list[_Tier]:
+        return [tier for tier in (self._resident, self._on_demand) if tier is not None]
 
     @property
     def pooled(self) -> int:
         """Instances ready for a request."""
         return len(self._ready)
 
+    @property
+    def resident(self) -> int:
+        """Instances alive in the pooled engine's resident slots (the rest are on demand)."""
+        return self._residents
+
     # --- the instance pool --------------------------------------------------------------------
 
     async def _instantiate(self) -> _Slot:
-        store = Store(self.fuel, self.max_memory, lambda: "the server is closing" if self._closed else None)
+        if self._resident is not None and self._residents < RESIDENT_INSTANCES:
+            try:
+                return await self._instantiate_in(self._resident)
+            except GuestError as exc:
+                if "maximum concurrent limit" not in str(exc):  # slots held by another handler
+                    raise
+        if self._on_demand is None:
+            self._on_demand = _Tier.load(self.module, self.fuel is not None, pooled=False)
+        return await self._instantiate_in(self._on_demand)
+
+    async def _instantiate_in(self, tier: _Tier) -> _Slot:
+        store = Store(self.fuel, self.max_memory, lambda: "the server is closing" if self._closed else None,
+                      pooled=tier.pooled)  # fmt: skip
         wasi = Wasi(self.config)
         try:
-            instance = await self.linker.instantiate(store, self.component, wasi)
+            instance = await tier.linker.instantiate(store, tier.component, wasi)
         except BaseException:
             store.close()
             raise
         self.live += 1
         self.instantiated += 1
-        return _Slot(instance, wasi)
+        self._residents += tier.pooled
+        return _Slot(instance, wasi, tier)
 
     async def _fill(self) -> None:
         try:
@@ -168,6 +224,7 @@ class ComponentHandler:
         slot.wasi.close()
         slot.instance.close()
         self.live -= 1
+        self._residents -= slot.tier.pooled
         if slot.served:
             stats.recycled()
 
@@ -183,8 +240,8 @@ class ComponentHandler:
                 await self._filling
         while self._ready:
             self._discard(self._ready.pop())
-        self.export.close()
-        self.linker.close()
+        for tier in self._tiers():
+            tier.close()
 
     # --- one request ----------------------------------------------------------------------------
 
@@ -199,7 +256,7 @@ class ComponentHandler:
             table = slot.wasi.table
             req = table.push(_incoming(request))
             out = table.push(outparam)
-            call = asyncio.ensure_future(slot.instance.call(self.export, req, out))
+            call = asyncio.ensure_future(slot.instance.call(slot.tier.export, req, out))
             call.add_done_callback(_count_failure)
             await asyncio.wait([call, outparam.future], return_when=asyncio.FIRST_COMPLETED)
             if not outparam.future.done():

@@ -55,9 +55,10 @@ def unprovided(imports: list[Import]) -> list[Import]:
     ]
 
 
-def build_linker(imports: list[Import], fuel: bool = False) -> Linker:
-    """A linker for a component with these ``imports`` (``Module.imports``)."""
-    linker = Linker(engine(fuel))
+def build_linker(imports: list[Import], fuel: bool = False, pooled: bool = False) -> Linker:
+    """A linker for a component with these ``imports`` (``Module.imports``), for the engine
+    ``core.engine(fuel, pooled)``."""
+    linker = Linker(engine(fuel, pooled))
     for module in MODULES:
         for interface, name in module.RESOURCES:
             linker.resource(interface, name)
