@@ -181,6 +181,8 @@ def test_a_component_that_never_answers_gets_a_504_after_the_deadline(
 def test_a_hundred_concurrent_requests_on_one_loop_then_back_to_baseline(serve_handler: ServeHandler,
                                                                          hello: Module) -> None:  # fmt: skip
     running, handler = serve(serve_handler, hello, pool=2)
+    request(running.port)
+    fds_before = open_fds()  # most of the hundred instances are on demand: warm() made that ready too
 
     async def one() -> bytes:
         reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
@@ -193,9 +195,6 @@ def test_a_hundred_concurrent_requests_on_one_loop_then_back_to_baseline(serve_h
     async def many() -> list[bytes]:
         return await asyncio.gather(*(one() for _ in range(100)))
 
-    asyncio.run(many())  # loads the component for on-demand instances too (its memory image is an fd)
-    assert settle(running, handler, 2) == 2
-    fds_before = open_fds()
     answers = asyncio.run(many())
     assert all(a.startswith(b"HTTP/1.1 200") and a.endswith(b"Hello, World!") for a in answers)
     assert settle(running, handler, 2) == 2

@@ -166,15 +166,19 @@ class ComponentHandler:
     # --- the instance pool --------------------------------------------------------------------
 
     async def _instantiate(self) -> _Slot:
+        self.instantiated += 1
         if self._resident is not None and self._residents < RESIDENT_INSTANCES:
             try:
                 return await self._instantiate_in(self._resident)
             except GuestError as exc:
                 if "maximum concurrent limit" not in str(exc):  # slots held by another handler
                     raise
+        return await self._instantiate_in(self._on_demand_tier())
+
+    def _on_demand_tier(self) -> _Tier:
         if self._on_demand is None:
             self._on_demand = _Tier.load(self.module, self.fuel is not None, pooled=False)
-        return await self._instantiate_in(self._on_demand)
+        return self._on_demand
 
     async def _instantiate_in(self, tier: _Tier) -> _Slot:
         store = Store(self.fuel, self.max_memory, lambda: "the server is closing" if self._closed else None,
@@ -186,7 +190,6 @@ class ComponentHandler:
             store.close()
             raise
         self.live += 1
-        self.instantiated += 1
         self._residents += tier.pooled
         return _Slot(instance, wasi, tier)
 
@@ -229,8 +232,13 @@ class ComponentHandler:
             stats.recycled()
 
     async def warm(self) -> None:
-        """Fill the pool now (a server calls this before it starts listening)."""
+        """Fill the pool now (a server calls this before it starts listening), and instantiate
+        once on demand, so that Wasmtime has made that engine's memory image of the component:
+        the first request beyond the resident slots costs no more than any other, and opens no
+        descriptor under load."""
         await self._fill()
+        if self._on_demand is None and not self._closed:
+            self._discard(await self._instantiate_in(self._on_demand_tier()))
 
     async def close(self) -> None:
         self._closed = True
