@@ -234,7 +234,7 @@ class Store:
         self.engine = engine(fuel is not None, pooled)
         self.pooled = pooled
         if pooled:
-            _REAPER.start()
+            _REAPER.adopt()
         self.store = wasmtime.Store(self.engine)
         if fuel is not None:
             self.store.set_fuel(fuel)
@@ -466,16 +466,19 @@ class _Reaper:
     with the GIL released. Done here, it overlaps the next request on the loop's thread (1.3x
     the requests per second at one connection). Stores allocated on demand are deleted where
     they are closed: their ``munmap`` on another thread slowed the loop's page faults more than
-    it saved.
+    it saved. A slot is free again only once its store is deleted, so the reaper counts them.
     """
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[tuple[wasmtime.Store, Any, Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._adopted = 0
+        self._deleted = 0
 
-    def start(self) -> None:
+    def adopt(self) -> None:
         with self._lock:
+            self._adopted += 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="wasmhost-reaper", daemon=True)
                 self._thread.start()
@@ -483,9 +486,21 @@ class _Reaper:
     def delete(self, store: tuple[wasmtime.Store, Any, Any]) -> None:
         self._queue.put(store)
 
+    @property
+    def alive(self) -> int:
+        """Pooled stores not deleted yet: the slots they hold are not free."""
+        return self._adopted - self._deleted
+
     def _run(self) -> None:
         while True:
             self._queue.get()[0].close()
+            with self._lock:
+                self._deleted += 1
+
+
+def pooled_stores() -> int:
+    """Pooled stores alive in the process, queued for deletion included."""
+    return _REAPER.alive
 
 
 _REAPER = _Reaper()

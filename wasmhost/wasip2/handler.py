@@ -29,7 +29,7 @@ from .. import stats
 from .._native import GuestError, describe
 from .._native.component import ExportIndex, Instance, Linker
 from .._native.core import RESIDENT_INSTANCES
-from .._native.fiber import Store
+from .._native.fiber import Store, pooled_stores
 from ..errors import GuestTrap, ModuleError
 from ..host import Host
 from ..http import Request, Response
@@ -167,11 +167,11 @@ class ComponentHandler:
 
     async def _instantiate(self) -> _Slot:
         self.instantiated += 1
-        if self._resident is not None and self._residents < RESIDENT_INSTANCES:
+        if self._resident is not None and pooled_stores() < RESIDENT_INSTANCES:
             try:
                 return await self._instantiate_in(self._resident)
             except GuestError as exc:
-                if "maximum concurrent limit" not in str(exc):  # slots held by another handler
+                if "maximum concurrent limit" not in str(exc):  # another engine user took the slot
                     raise
         return await self._instantiate_in(self._on_demand_tier())
 
