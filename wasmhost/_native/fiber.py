@@ -463,7 +463,7 @@ class _Reaper:
 
     Deleting a store whose instance has a resident slot copies the slot's memory image back
     (``core.RESIDENT_INSTANCES``): half a millisecond of ``memcpy`` for a componentize-py guest,
-    with the GIL released. Done here, it overlaps the next request on the loop's thread (1.3x
+    with the GIL released. Done here, it overlaps the next request on the loop's thread (1.2x
     the requests per second at one connection). Stores allocated on demand are deleted where
     they are closed: their ``munmap`` on another thread slowed the loop's page faults more than
     it saved. A slot is free again only once its store is deleted, so the reaper counts them.
