@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -226,6 +228,40 @@ def test_instances_beyond_the_resident_slots_are_allocated_on_demand(serve_handl
     assert handler.resident <= RESIDENT_INSTANCES
     on_loop(running, handler.close())
     assert (handler.live, handler.resident) == (0, 0)
+
+
+_ON_DEMAND_ONLY = """
+import asyncio, logging, resource, sys
+from wasmhost import Module
+from wasmhost._native import core
+from wasmhost.wasip2 import ComponentHandler
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+if sys.argv[2] == "ulimit -v":
+    resource.setrlimit(resource.RLIMIT_AS, (64 << 30, 64 << 30))
+else:  # a component with more core instances than the pool takes per component
+    core._POOL_COUNTS["max_core_instances_per_component"] = 1
+async def main():
+    handler = ComponentHandler(Module(sys.argv[1]))
+    await handler.warm()
+    print("pooled", handler.pooled, "resident", handler.resident)
+    await handler.close()
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize(("case", "reason"), [
+    ("ulimit -v", "an address-space limit (ulimit -v 67108864) leaves no room for the pooling allocator"),
+    ("counts", "transitively contains 14 core module instances, which exceeds the configured maximum of 1"),
+])  # fmt: skip
+def test_where_no_slot_can_be_had_every_instance_is_on_demand(hello: Module, case: str, reason: str) -> None:
+    """Wasmtime's C API aborts the process when a pool cannot reserve its address space, so a
+    limit is seen before any pooled engine is made; a component over the pool's counts is
+    served too. Each says why in one line."""
+    done = subprocess.run([sys.executable, "-c", _ON_DEMAND_ONLY, str(COMPONENT_OUT / "hello.wasm"), case],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["pooled", "2", "resident", "0"]
+    assert "instances allocated on demand only: " in done.stderr and reason in done.stderr, done.stderr
 
 
 class Upstream:

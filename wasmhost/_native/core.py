@@ -7,7 +7,7 @@ asynchronously (see ``fiber``) and is interrupted by one shared epoch ticker.
 from __future__ import annotations
 
 import ctypes
-import logging
+import resource
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +17,6 @@ import wasmtime
 from wasmtime._ffi import dll as _dll
 
 WASMTIME_VERSION: str = getattr(wasmtime, "__version__", "unknown")
-log = logging.getLogger("wasmhost")
 
 _TICK_SECONDS = 0.005
 #: The C stack a guest's fiber gets. Host functions (Python) run on it too, and Python 3.13
@@ -153,23 +152,23 @@ def _config(fuel: bool, pooled: bool) -> wasmtime.Config:
     return config
 
 
-def engine(fuel: bool = False, pooled: bool = False) -> wasmtime.Engine:
-    """The process-wide engine for a configuration (modules are compiled per engine).
+def pooling_refused() -> str | None:
+    """Why this process cannot have a pooled engine, or None. The pool reserves its address
+    space when the engine is made, and Wasmtime's C API aborts the process if that fails, so
+    an address-space limit (``ulimit -v``) must be seen before."""
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return None
+    return f"an address-space limit (ulimit -v {limit // 1024}) leaves no room for the pooling allocator"
 
-    ``pooled``: the pooling allocator's resident slots (above). Where the pool's address space
-    cannot be reserved (a ``ulimit -v``), that engine allocates on demand instead, and says so.
-    """
+
+def engine(fuel: bool = False, pooled: bool = False) -> wasmtime.Engine:
+    """The process-wide engine for a configuration (modules are compiled per engine);
+    ``pooled``: the pooling allocator's resident slots (above; ask ``pooling_refused`` first)."""
     with _ENGINES_LOCK:
         found = _ENGINES.get((fuel, pooled))
         if found is None:
-            try:
-                found = wasmtime.Engine(_config(fuel, pooled))
-            except wasmtime.WasmtimeError as exc:
-                if not pooled:
-                    raise
-                log.warning("instances allocated on demand: the pooling allocator failed: %s", exc)
-                found = wasmtime.Engine(_config(fuel, False))
-            _ENGINES[fuel, pooled] = found
+            found = _ENGINES[fuel, pooled] = wasmtime.Engine(_config(fuel, pooled))
         return found
 
 

@@ -28,9 +28,9 @@ import attrs
 from .. import stats
 from .._native import GuestError, describe
 from .._native.component import ExportIndex, Instance, Linker
-from .._native.core import RESIDENT_INSTANCES
+from .._native.core import RESIDENT_INSTANCES, pooling_refused
 from .._native.fiber import Store, pooled_stores
-from ..errors import GuestTrap, ModuleError
+from ..errors import GuestTrap
 from ..host import Host
 from ..http import Request, Response
 from ..module import GuestKind, Module
@@ -39,7 +39,6 @@ from .http import Fields, IncomingBody, IncomingRequest, OutgoingResponse, Respo
 from .linking import build_linker
 
 log = logging.getLogger("wasmhost.http")
-_UNPOOLABLE: tuple[type[Exception], ...] = (ModuleError, *GuestError)
 _HANDLER = "wasi:http/incoming-handler@"
 #: A component call reports a trap as an error whose text names it: Wasmtime's words, and
 #: the kind the core path reports for the same trap (``TrapCode``).
@@ -86,6 +85,19 @@ class _Tier:
         self.linker.close()
 
 
+def _resident_tier(module: Module, fuel: bool) -> _Tier | None:
+    """The component in the pooled engine, or None (said once) where it cannot go there."""
+    reason = pooling_refused()
+    if reason is None:
+        module.compiled(fuel)  # an invalid component fails here, as ModuleError
+        try:
+            return _Tier.load(module, fuel, pooled=True)
+        except GuestError as exc:  # over the pool's counts per component
+            reason = str(exc)
+    log.info("%s: instances allocated on demand only: %s", module.name, reason)
+    return None
+
+
 @attrs.define
 class _Slot:
     instance: Instance
@@ -112,11 +124,7 @@ class ComponentHandler:
             raise ValueError(f"{module.name}: not a wasi:http component (it does not export {_HANDLER}0.2.x)")
         self.name = module.name
         self.module = module
-        try:
-            self._resident: _Tier | None = _Tier.load(module, fuel is not None, pooled=True)
-        except _UNPOOLABLE as exc:  # over the pool's counts per component
-            log.info("%s: instances allocated on demand only: %s", module.name, exc)
-            self._resident = None
+        self._resident = _resident_tier(module, fuel is not None)
         self._on_demand: _Tier | None = None  # loaded when the resident slots are all taken
         self._residents = 0
         self.config = config if config is not None else WasiConfig()
