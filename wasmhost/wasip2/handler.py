@@ -89,8 +89,7 @@ def _resident_tier(module: Module, fuel: bool) -> _Tier | None:
     """The component in the pooled engine, or None (said once) where it cannot go there."""
     reason = pooling_refused()
     if reason is None:
-        module.compiled(fuel)  # an invalid component fails here, as ModuleError
-        try:
+        try:  # an invalid component still raises ModuleError, from its first compile
             return _Tier.load(module, fuel, pooled=True)
         except GuestError as exc:  # over the pool's counts per component
             reason = str(exc)
