@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno as os_errno
 import ipaddress
 import socket
 import struct
@@ -17,7 +18,7 @@ import pytest
 from wasmhost import Module
 from wasmhost.net.policy import Network, Rule
 from wasmhost.wasi import linking
-from wasmhost.wasi.abi import Errno, WasiError
+from wasmhost.wasi.abi import FDFLAG_NONBLOCK, Errno, WasiError
 from wasmhost.wasi.context import WasiContext
 from wasmhost.wasi.fdtable import FdTable
 from wasmhost.wasi.memory import GuestMemory
@@ -159,18 +160,58 @@ def test_options_report_wasi_values(abi: tuple[Sockets, bytearray]) -> None:
         assert info.value.errno == Errno.INVAL
 
 
-@contextlib.contextmanager
-def _accepted(sockets: Sockets, buffer: bytearray) -> Iterator[tuple[socket.socket, int]]:
-    """A client connected to a guest listener on 127.0.0.1, and the guest's accepted fd."""
+def _listener(sockets: Sockets, buffer: bytearray) -> int:
+    """A guest TCP listener on 127.0.0.1 (its address in ``sockets.listening``)."""
     sockets.sock_open(1, 2, 100)  # INET4, STREAM
-    listener = struct.unpack_from("<I", buffer, 100)[0]
+    listener: int = struct.unpack_from("<I", buffer, 100)[0]
     buffer[200:204] = bytes([127, 0, 0, 1])
     struct.pack_into("<II", buffer, 300, 200, 4)
     sockets.sock_bind(listener, 300, 0)
     sockets.sock_listen(listener, 8)
+    return listener
+
+
+@contextlib.contextmanager
+def _accepted(sockets: Sockets, buffer: bytearray) -> Iterator[tuple[socket.socket, int]]:
+    """A client connected to a guest listener on 127.0.0.1, and the guest's accepted fd."""
+    listener = _listener(sockets, buffer)
     with socket.create_connection(sockets.listening[0]) as peer:
         _drive(sockets, sockets.sock_accept_v1(listener, 400))
         yield peer, struct.unpack_from("<I", buffer, 400)[0]
+
+
+def _native_accept_errno(sock: socket.socket) -> int:
+    sock.setblocking(False)
+    with pytest.raises(OSError) as info:
+        sock.accept()
+    assert info.value.errno is not None
+    return info.value.errno
+
+
+def test_accept_fails_as_on_linux_whether_or_not_the_backlog_is_looked_at_first(
+    abi: tuple[Sockets, bytearray],
+) -> None:
+    """An empty backlog is AGAIN without the system call; the rest are the kernel's own errors."""
+    sockets, buffer = abi
+    listener = _listener(sockets, buffer)
+    sockets.sock_open(1, 2, 104)  # a stream socket that never listens
+    sockets.sock_open(1, 1, 108)  # UDP
+    fds = [listener, *struct.unpack_from("<II", buffer, 104)]
+    for fd in fds:
+        sockets.fds.get(fd).flags |= FDFLAG_NONBLOCK
+    with socket.socket() as idle, socket.socket() as bound, socket.socket(type=socket.SOCK_DGRAM) as udp:
+        bound.bind(("127.0.0.1", 0))
+        bound.listen()
+        native = dict(zip(fds, map(_native_accept_errno, [bound, idle, udp]), strict=True))
+    assert sorted(native.values()) == sorted([os_errno.EAGAIN, os_errno.EINVAL, os_errno.EOPNOTSUPP])
+    for fd, expected in native.items():
+        with pytest.raises(WasiError) as info:
+            _drive(sockets, sockets.sock_accept_v1(fd, 400))
+        assert info.value.errno.name == os_errno.errorcode[expected][1:], fd
+    sockets.stop_accepting()  # the listener's host socket is gone: accept fails, never AGAIN
+    with pytest.raises(WasiError) as info:
+        _drive(sockets, sockets.sock_accept_v1(listener, 400))
+    assert info.value.errno == Errno.NOTSUP
 
 
 @pytest.mark.parametrize("nodelay", [True, False])

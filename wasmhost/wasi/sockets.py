@@ -14,6 +14,7 @@ import fcntl
 import ipaddress
 import logging
 import os
+import select
 import socket
 import struct
 import termios
@@ -147,6 +148,8 @@ class Socket(Descriptor):
         #: An accepted connection: its record, counted in ``owner`` until it closes.
         self.record: Connection | None = None
         self.owner: Connections | None = None
+        #: Listening, as the guest asked (``sock_listen``): accept looks at the backlog first.
+        self.listening = False
         #: A listener under a concurrency limit: while ``limited_by.full`` the guest polls
         #: ``_parked`` (a socket that is never readable) instead, so it is not told to accept.
         self.limited_by: Connections | None = None
@@ -385,6 +388,7 @@ class Sockets:
         sock = self._socket(fd)
         self._bind_unbound(sock, connecting=False)
         _os(sock.sock.listen, min(backlog, 4096) or 128)
+        sock.listening = True
         self._tune(sock)  # accepted connections inherit TCP_NODELAY: no setsockopt per accept
         self._announce(sock, "")
 
@@ -410,6 +414,7 @@ class Sockets:
             self.ctx.forget(listener.host_fds())
             listener.sock.close()
             listener.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # writable, never readable
+            listener.listening = False
             log.info("%s: stopped accepting on %s", self.name, where)
         self._listeners.clear()
 
@@ -454,7 +459,7 @@ class Sockets:
         expiry is ``INPROGRESS`` (the connection attempt goes on)."""
         timeout = sock.timeout(write=True)
         deadline = None if timeout is None else self.ctx.clock() + timeout
-        while not _writable(sock.sock):
+        while not _ready_now(sock.sock, select.POLLOUT):
             remaining = None if deadline is None else deadline - self.ctx.clock()
             if remaining is not None and remaining <= 0:
                 raise WasiError(Errno.INPROGRESS)
@@ -492,6 +497,10 @@ class Sockets:
 
     def _accept_now(self, listener: Socket) -> tuple[socket.socket, Any]:
         if listener.limited_by is not None and listener.limited_by.full:
+            raise WasiError(Errno.AGAIN)
+        if listener.listening and not _ready_now(listener.sock, select.POLLIN):
+            # An empty backlog. Linux would allocate a socket and a file only to free them
+            # (4 µs here), and servers accept until AGAIN after every connection.
             raise WasiError(Errno.AGAIN)
         # socket.accept() would ask the listener's family and type (enum conversions) each time.
         fd, peer = _os(listener.sock._accept)  # type: ignore[attr-defined]
@@ -860,11 +869,10 @@ def _gai_error(exc: Exception) -> WasiError:
     return WasiError(Errno.AINONAME if isinstance(exc, UnicodeError) else Errno.AIFAIL)
 
 
-def _writable(sock: socket.socket) -> bool:
-    import select
-
+def _ready_now(sock: socket.socket, events: int) -> bool:
+    """Whether ``poll(2)`` reports anything for ``events`` (errors and hang-ups included)."""
     poller = select.poll()
-    poller.register(sock.fileno(), select.POLLOUT)
+    poller.register(sock.fileno(), events)
     return bool(poller.poll(0))
 
 
