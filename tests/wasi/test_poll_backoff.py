@@ -124,6 +124,33 @@ def test_a_reused_descriptor_number_starts_fresh(setup: Setup) -> None:
         theirs.close()
 
 
+def test_the_same_subscriptions_again_see_the_state_of_now(setup: Setup) -> None:
+    """A server polls the same subscription bytes over and over: each call still starts its
+    relative clock afresh, and polls whatever socket now has the host descriptor's number."""
+    p1, buffer, fds, peers = setup
+    _subscribe(buffer, [(abi.EventType.FD_READ, fds[0])])
+    clock = abi.SUB_CLOCK.pack(abi.Clock.MONOTONIC, 20_000_000, 0, 0).ljust(32, b"\0")  # 20 ms from the call
+    abi.SUBSCRIPTION.pack_into(buffer, SUBS + 48, 101, abi.EventType.CLOCK, clock)
+    for _ in range(2):
+        events, took = _poll(p1, buffer, 2)
+        assert events == [101] and took >= 0.02
+    peers[0].send(b"x")
+    assert _poll(p1, buffer, 2)[0] == [100]
+    old = p1.fds.get(fds[0])
+    assert isinstance(old, Socket)
+    number = old.sock.fileno()
+    p1.fds.close(fds[0])
+    ours, theirs = socket.socketpair()
+    try:
+        assert ours.fileno() == number and p1.fds.add(Socket(ours)) == fds[0]
+        events, took = _poll(p1, buffer, 2)  # the new socket has nothing to read
+        assert events == [101] and took >= 0.02
+        theirs.send(b"y")
+        assert _poll(p1, buffer, 2)[0] == [100]
+    finally:
+        theirs.close()
+
+
 class _WasmEdgePoller:
     """WasmEdge's epoll_oneoff as its Linux poller does it, on a real epoll: each call adds a
     newly subscribed fd with EPOLLET, *modifies* one subscribed in the previous call (the

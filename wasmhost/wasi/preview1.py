@@ -67,6 +67,7 @@ _ADVICE = {
 }
 _READ_RIGHTS = R.FD_READ | R.FD_READDIR
 _FIRST_HOLD_NS = 1_000_000  # stale readiness is first held back 1 ms, doubling while idle
+_KEPT = 64  # decoded subscription arrays and poll objects kept for reuse
 # Rights that mean "open the file for writing" (not the directory-only path rights).
 _FILE_WRITE_RIGHTS = R.FD_WRITE | R.FD_ALLOCATE | R.FD_FILESTAT_SET_SIZE | R.FD_DATASYNC
 
@@ -142,6 +143,11 @@ class Preview1:
         self.fds = ctx.fds
         self._max_idle_ns = int(idle_backoff * 1e9)
         self._idle_ns = 0
+        #: Decoded subscription arrays without clocks, by their bytes: a server passes the
+        #: same few arrays over and over.
+        self._decoded: dict[bytes, list[poll.Subscription]] = {}
+        #: Poll objects by the fd/mask pairs registered with them, for the same reason.
+        self._pollers: dict[tuple[tuple[int, int], ...], Any] = {}
 
     # --- args, environment, clocks, random, process -------------------------------------
 
@@ -449,7 +455,7 @@ class Preview1:
         mem.check(out_ptr, nsubs * 32)
         mem.check(nevents, 4)
         now, real = poll.now()
-        subs = poll.decode(mem.read(in_ptr, nsubs * SUBSCRIPTION.size), now, real)
+        subs = self._decode(mem.read(in_ptr, nsubs * SUBSCRIPTION.size), now, real)
         # Looked up once: the guest cannot change its table while it waits in here.
         targets = [self._target(sub) for sub in subs]
         held_until: int | None = None
@@ -483,6 +489,16 @@ class Preview1:
 
     epoll_oneoff = poll_oneoff
 
+    def _decode(self, data: bytes, now: int, real: int) -> list[poll.Subscription]:
+        subs = self._decoded.get(data)
+        if subs is None:
+            subs = poll.decode(data, now, real)
+            if all(sub.type != poll.CLOCK for sub in subs):  # a clock's deadline depends on now
+                if len(self._decoded) >= _KEPT:
+                    self._decoded.clear()
+                self._decoded[data] = subs
+        return subs
+
     def _target(self, sub: poll.Subscription) -> Descriptor | Errno | None:
         """What an fd subscription watches (or the errno that is its event); None for clocks."""
         if sub.error or sub.type == poll.CLOCK:
@@ -514,9 +530,14 @@ class Preview1:
                     masks[osfd] = masks.get(osfd, 0) | (select.POLLIN if sub.type == poll.FD_READ else select.POLLOUT)
                     polled.append((i, sub, target, osfd))
         if polled:
-            poller = select.poll()
-            for osfd, mask in masks.items():
-                poller.register(osfd, mask)
+            key = tuple(masks.items())
+            poller = self._pollers.get(key)
+            if poller is None:
+                if len(self._pollers) >= _KEPT:
+                    self._pollers.clear()
+                poller = self._pollers[key] = select.poll()
+                for osfd, mask in key:
+                    poller.register(osfd, mask)
             revents = dict(poller.poll(0))
             for i, sub, desc, osfd in polled:
                 event = poll.fd_event(sub, revents.get(osfd, 0))

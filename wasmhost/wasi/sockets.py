@@ -28,6 +28,7 @@ from .abi import FDFLAG_NONBLOCK, U32, Errno, Filetype, Rights, WasiError, from_
 from .context import WasiContext
 from .fdtable import Buffers, Descriptor, span
 from .memory import GuestMemory
+from .poll import FD_READ
 
 log = logging.getLogger("wasmhost")
 _T = TypeVar("_T")
@@ -168,6 +169,11 @@ class Socket(Descriptor):
 
     def timeout(self, write: bool) -> float | None:
         return self.timeouts.get(socket.SO_SNDTIMEO if write else socket.SO_RCVTIMEO)
+
+    def reported_readable(self) -> bool:
+        """Whether poll reported this socket readable after its last I/O call, not counting
+        the call being made (``WasiContext.blocking`` counts a call before making it)."""
+        return self.seen.get(FD_READ) == self.io_seq - 1
 
     def switch_family(self, family: int) -> None:
         """Re-create the (not yet bound) host socket in another family, keeping SO_REUSEADDR:
@@ -498,9 +504,10 @@ class Sockets:
     def _accept_now(self, listener: Socket) -> tuple[socket.socket, Any]:
         if listener.limited_by is not None and listener.limited_by.full:
             raise WasiError(Errno.AGAIN)
-        if listener.listening and not _ready_now(listener.sock, select.POLLIN):
+        if listener.listening and not listener.reported_readable() and not _ready_now(listener.sock, select.POLLIN):
             # An empty backlog. Linux would allocate a socket and a file only to free them
-            # (4 µs here), and servers accept until AGAIN after every connection.
+            # (4 µs here), and servers accept until AGAIN after every connection. Right after
+            # poll_oneoff said readable, accept directly: that look would only repeat it.
             raise WasiError(Errno.AGAIN)
         # socket.accept() would ask the listener's family and type (enum conversions) each time.
         fd, peer = _os(listener.sock._accept)  # type: ignore[attr-defined]
