@@ -139,6 +139,8 @@ class WasiContext:
         ``AGAIN``, as on Linux, whichever call it is: ``sock_recv`` or ``fd_read`` alike.
         """
         desc.io_seq += 1
+        if desc.flags & FDFLAG_NONBLOCK:
+            return op()  # the guest's own non-blocking call: it never waits here, AGAIN included
         osfd = desc.os_fd()
         if desc.blocks_host() and osfd is not None:
             # A pipe or terminal shared with the host process stays in blocking mode: wait for
@@ -150,7 +152,7 @@ class WasiContext:
             try:
                 return op()
             except WasiError as exc:
-                if exc.errno != Errno.AGAIN or desc.flags & FDFLAG_NONBLOCK or osfd is None:
+                if exc.errno != Errno.AGAIN or osfd is None:
                     raise
             remaining = None if deadline is None else deadline - self.clock()
             if remaining is not None and remaining <= 0:
