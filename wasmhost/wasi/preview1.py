@@ -67,7 +67,9 @@ _ADVICE = {
 }
 _READ_RIGHTS = R.FD_READ | R.FD_READDIR
 _FIRST_HOLD_NS = 1_000_000  # stale readiness is first held back 1 ms, doubling while idle
-_KEPT = 64  # decoded subscription arrays and poll objects kept for reuse
+# Decoded subscription arrays and poll objects kept for reuse: this many, of at most _KEPT_SIZE
+# subscriptions or descriptors each (a server with many connections rarely repeats a big array).
+_KEPT, _KEPT_SIZE = 64, 16
 # Rights that mean "open the file for writing" (not the directory-only path rights).
 _FILE_WRITE_RIGHTS = R.FD_WRITE | R.FD_ALLOCATE | R.FD_FILESTAT_SET_SIZE | R.FD_DATASYNC
 
@@ -494,9 +496,7 @@ class Preview1:
         if subs is None:
             subs = poll.decode(data, now, real)
             if all(sub.type != poll.CLOCK for sub in subs):  # a clock's deadline depends on now
-                if len(self._decoded) >= _KEPT:
-                    self._decoded.clear()
-                self._decoded[data] = subs
+                _keep(self._decoded, data, subs, len(subs))
         return subs
 
     def _target(self, sub: poll.Subscription) -> Descriptor | Errno | None:
@@ -533,11 +533,10 @@ class Preview1:
             key = tuple(masks.items())
             poller = self._pollers.get(key)
             if poller is None:
-                if len(self._pollers) >= _KEPT:
-                    self._pollers.clear()
-                poller = self._pollers[key] = select.poll()
+                poller = select.poll()
                 for osfd, mask in key:
                     poller.register(osfd, mask)
+                _keep(self._pollers, key, poller, len(key))
             revents = dict(poller.poll(0))
             for i, sub, desc, osfd in polled:
                 event = poll.fd_event(sub, revents.get(osfd, 0))
@@ -545,6 +544,14 @@ class Preview1:
                     stale = self._max_idle_ns > 0 and desc.seen.get(sub.type) == desc.io_seq
                     slots[i] = _Ready(event, i, desc, stale)
         return [r for r in slots if r is not None]
+
+
+def _keep(kept: dict[Any, Any], key: Any, value: Any, size: int) -> None:
+    """Keep ``value`` for reuse under ``key`` if ``size`` is small; at most ``_KEPT`` of them."""
+    if size <= _KEPT_SIZE:
+        if len(kept) >= _KEPT:
+            kept.clear()
+        kept[key] = value
 
 
 class _Ready(NamedTuple):
