@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import re
 import select
@@ -17,6 +19,20 @@ import attrs
 import pytest
 
 from fuzz.scratch import open_fds as open_fds  # what tests compare to prove nothing leaks
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No garbage collection inside: a timing test's lateness must not include a collection of
+    the test process's whole heap (some 35 ms once every suite is imported)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
 
 ROOT = Path(__file__).resolve().parent.parent
 GUEST_OUT = ROOT / "rust-guests" / "out"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServeFactory, open_fds
+from tests.conftest import ServeFactory, gc_paused, open_fds
 from wasmhost import GuestTrap, Host, Instance, Interrupted, Module
 from wasmhost.net.policy import Network, PortMapping
 
@@ -101,11 +101,8 @@ def test_two_servers_and_a_ticker_share_one_loop(guest: Guest) -> None:
         ticker.cancel()
         return idle, loaded
 
-    gc.disable()  # a collection of the test process's whole heap is not the loop's lateness
-    try:
+    with gc_paused():
         idle, loaded = asyncio.run(main())
-    finally:
-        gc.enable()
     assert idle < 0.020, f"worst lateness while idle {idle * 1e3:.1f} ms"
     assert loaded < 0.020, f"worst lateness under load {loaded * 1e3:.1f} ms"
 

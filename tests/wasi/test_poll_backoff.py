@@ -4,7 +4,6 @@ epoll_oneoff, which reports as WasmEdge's does."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import select
 import socket
 import time
@@ -13,6 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.conftest import gc_paused
 from wasmhost.wasi import abi
 from wasmhost.wasi.context import WasiContext
 from wasmhost.wasi.fdtable import FdTable
@@ -49,15 +49,10 @@ def _poll(p1: Preview1, buffer: bytearray, n: int, epoll: bool = False) -> tuple
     """The events of one call and how long it took, timed with the garbage collector paused:
     a full collection in a test process that has imported every suite takes some 35 ms here,
     and inside the call it would read as a hold."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         start = time.monotonic()
         _drive(p1, (p1.epoll_oneoff if epoll else p1.poll_oneoff)(SUBS, EVENTS, n, COUNT))
         took = time.monotonic() - start
-    finally:
-        if collecting:
-            gc.enable()
     count = abi.U32.unpack_from(buffer, COUNT)[0]
     events = [abi.EVENT.unpack_from(buffer, EVENTS + 32 * i)[0] for i in range(count)]
     return events, took
