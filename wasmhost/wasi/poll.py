@@ -7,7 +7,6 @@ current time; this module turns that into the events the guest sees, in subscrip
 from __future__ import annotations
 
 import select
-import time
 from typing import NamedTuple
 
 from .abi import (
@@ -40,14 +39,6 @@ class Subscription(NamedTuple):
     error: Errno = Errno.SUCCESS
 
 
-class Event(NamedTuple):
-    userdata: int
-    type: int
-    error: Errno = Errno.SUCCESS
-    nbytes: int = 0
-    flags: int = 0
-
-
 def decode(data: bytes, now_ns: int, realtime_ns: int) -> list[Subscription]:
     """Subscriptions from guest bytes; clock times become host-monotonic deadlines."""
     subs = []
@@ -74,8 +65,14 @@ def _clock(userdata: int, clock_id: int, timeout: int, flags: int, now_ns: int, 
     return Subscription(userdata, EventType.CLOCK, deadline_ns=deadline)
 
 
-def fd_event(sub: Subscription, revents: int, nbytes: int = 1) -> Event | None:
-    """The event for an fd subscription given its ``poll(2)`` revents, or None if not ready.
+def event(sub: Subscription, error: int = 0, nbytes: int = 0) -> bytes:
+    """The encoded event (32 bytes, as the guest reads it) answering ``sub``."""
+    return EVENT.pack(sub.userdata, error, sub.type, nbytes, 0)
+
+
+def fd_event(sub: Subscription, revents: int, nbytes: int = 1) -> bytes | None:
+    """The encoded event for an fd subscription given its ``poll(2)`` revents, or None if not
+    ready.
 
     A hang-up or error makes both directions ready (the guest's next I/O call reports the
     condition); only a full hang-up sets the HANGUP flag. Never an ``error`` field: tokio
@@ -85,7 +82,7 @@ def fd_event(sub: Subscription, revents: int, nbytes: int = 1) -> Event | None:
     if not revents & (wanted | _HANGUP | _ERROR):
         return None
     flags = EVENT_FD_READWRITE_HANGUP if revents & _HANGUP else 0
-    return Event(sub.userdata, sub.type, nbytes=nbytes if revents & wanted else 0, flags=flags)
+    return EVENT.pack(sub.userdata, 0, sub.type, nbytes if revents & wanted else 0, flags)
 
 
 def expired(sub: Subscription, now_ns: int) -> bool:
@@ -95,12 +92,3 @@ def expired(sub: Subscription, now_ns: int) -> bool:
 def next_deadline(subs: list[Subscription]) -> int | None:
     deadlines = [s.deadline_ns for s in subs if s.deadline_ns is not None]
     return min(deadlines) if deadlines else None
-
-
-def encode(events: list[Event]) -> bytes:
-    return b"".join(EVENT.pack(e.userdata, e.error, e.type, e.nbytes, e.flags) for e in events)
-
-
-def now() -> tuple[int, int]:
-    """(monotonic, realtime) nanoseconds, read together."""
-    return time.monotonic_ns(), time.time_ns()

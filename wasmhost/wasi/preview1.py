@@ -8,6 +8,7 @@ linker registers them with.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import select
 import time
@@ -456,10 +457,10 @@ class Preview1:
         mem = self.ctx.memory
         mem.check(out_ptr, nsubs * 32)
         mem.check(nevents, 4)
-        now, real = poll.now()
-        subs = self._decode(mem.read(in_ptr, nsubs * SUBSCRIPTION.size), now, real)
+        now = time.monotonic_ns()
+        subs = self._decode(mem.read(in_ptr, nsubs * SUBSCRIPTION.size), now)
         # Looked up once: the guest cannot change its table while it waits in here.
-        targets = [self._target(sub) for sub in subs]
+        targets = self._targets(subs)
         held_until: int | None = None
         while True:
             ready = self._poll_once(subs, targets, now)
@@ -469,8 +470,8 @@ class Preview1:
                 self._idle_ns = 0 if fresh else min((self._idle_ns or _FIRST_HOLD_NS) * 2, self._max_idle_ns)
                 for r in chosen:
                     if r.desc is not None:
-                        r.desc.seen[r.event.type] = r.desc.io_seq
-                mem.write(out_ptr, poll.encode([r.event for r in chosen]))
+                        r.desc.seen[subs[r.position].type] = r.desc.io_seq
+                mem.write(out_ptr, b"".join([r.event for r in chosen]))
                 mem.set_u32(nevents, len(chosen))
                 return
             if ready and held_until is None:
@@ -491,22 +492,32 @@ class Preview1:
 
     epoll_oneoff = poll_oneoff
 
-    def _decode(self, data: bytes, now: int, real: int) -> list[poll.Subscription]:
+    def _decode(self, data: bytes, now: int) -> list[poll.Subscription]:
         subs = self._decoded.get(data)
         if subs is None:
-            subs = poll.decode(data, now, real)
+            subs = poll.decode(data, now, time.time_ns())
             if all(sub.type != poll.CLOCK for sub in subs):  # a clock's deadline depends on now
                 _keep(self._decoded, data, subs, len(subs))
         return subs
 
-    def _target(self, sub: poll.Subscription) -> Descriptor | Errno | None:
-        """What an fd subscription watches (or the errno that is its event); None for clocks."""
-        if sub.error or sub.type == poll.CLOCK:
-            return None
-        try:
-            return self.fds.get(sub.fd, R.POLL_FD_READWRITE)
-        except WasiError as exc:
-            return exc.errno
+    def _targets(self, subs: list[poll.Subscription]) -> list[Descriptor | Errno | None]:
+        """What each fd subscription watches (or the errno that is its event); None for
+        clocks. Each descriptor is looked up once: mio subscribes to both directions."""
+        found: dict[int, Descriptor | Errno] = {}
+        targets: list[Descriptor | Errno | None] = []
+        for sub in subs:
+            if sub.error or sub.type == poll.CLOCK:
+                targets.append(None)
+                continue
+            target = found.get(sub.fd)
+            if target is None:
+                try:
+                    target = self.fds.get(sub.fd, R.POLL_FD_READWRITE)
+                except WasiError as exc:
+                    target = exc.errno
+                found[sub.fd] = target
+            targets.append(target)
+        return targets
 
     def _poll_once(
         self, subs: list[poll.Subscription], targets: list[Descriptor | Errno | None], now: int
@@ -519,13 +530,13 @@ class Preview1:
             sub = subs[i]
             if target is None:
                 if sub.error or poll.expired(sub, now):
-                    slots[i] = _Ready(poll.Event(sub.userdata, sub.type, sub.error), i)
+                    slots[i] = _ready((poll.event(sub, sub.error), i, None, False))
             elif not isinstance(target, Descriptor):
-                slots[i] = _Ready(poll.Event(sub.userdata, sub.type, target), i)
+                slots[i] = _ready((poll.event(sub, target), i, None, False))
             else:
                 osfd = target.os_fd()
                 if osfd is None:
-                    slots[i] = _Ready(poll.Event(sub.userdata, sub.type, nbytes=_ready_bytes(target, sub.type)), i)
+                    slots[i] = _ready((poll.event(sub, nbytes=_ready_bytes(target, sub.type)), i, None, False))
                 else:
                     masks[osfd] = masks.get(osfd, 0) | (select.POLLIN if sub.type == poll.FD_READ else select.POLLOUT)
                     polled.append((i, sub, target, osfd))
@@ -542,7 +553,7 @@ class Preview1:
                 event = poll.fd_event(sub, revents.get(osfd, 0))
                 if event is not None:
                     stale = self._max_idle_ns > 0 and desc.seen.get(sub.type) == desc.io_seq
-                    slots[i] = _Ready(event, i, desc, stale)
+                    slots[i] = _ready((event, i, desc, stale))
         return [r for r in slots if r is not None]
 
 
@@ -555,10 +566,13 @@ def _keep(kept: dict[Any, Any], key: Any, value: Any, size: int) -> None:
 
 
 class _Ready(NamedTuple):
-    event: poll.Event
+    event: bytes  # encoded
     position: int  # of its subscription
     desc: Descriptor | None = None
     stale: bool = False
+
+
+_ready = functools.partial(tuple.__new__, _Ready)
 
 
 def _ready_bytes(desc: Descriptor, kind: int) -> int:
