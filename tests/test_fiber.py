@@ -190,6 +190,37 @@ def test_a_trap_raised_inside_a_suspended_host_call(run_on: Callable[..., Any]) 
     store.close()
 
 
+def test_an_async_host_function_gets_every_argument_whole(run_on: Callable[..., Any]) -> None:
+    """Arguments are unpacked from Wasmtime's value slots: an i64 keeps its high half, an
+    i32 arrives unsigned, and a function without parameters is called with none."""
+    wat = """
+    (module
+      (import "host" "mix" (func $mix (param i64 i32 i32) (result i64)))
+      (import "host" "none" (func $none (result i32)))
+      (func (export "mix") (result i64) (call $mix (i64.const 0x123456789abcdef0) (i32.const -1) (i32.const 7)))
+      (func (export "none") (result i32) (call $none)))
+    """
+    seen: list[tuple[int, ...]] = []
+
+    async def mix(wide: int, minus_one: int, seven: int) -> int:
+        seen.append((wide, minus_one, seven))
+        await asyncio.sleep(0)  # through a suspension as well
+        return wide + 1
+
+    async def none() -> int:
+        return 42
+
+    store = Store(None, None, lambda: None)
+    funcs = {("host", "mix"): (mix, Signature("Iii", "I")), ("host", "none"): (none, Signature("", "i"))}
+    instance = store.instantiate(compile_module(wat2wasm(wat), False), funcs)
+    try:
+        assert run_on(store.call(store.exported_func(instance, "mix"))) == 0x123456789ABCDEF1
+        assert seen == [(0x123456789ABCDEF0, 0xFFFF_FFFF, 7)]
+        assert run_on(store.call(store.exported_func(instance, "none"))) == 42
+    finally:
+        store.close()
+
+
 def test_python_recursion_3000_deep_in_a_host_callback(run_on: Callable[..., Any]) -> None:
     """Host functions run on the fiber's stack: it must hold deep Python recursion."""
 

@@ -20,6 +20,7 @@ import ctypes
 import inspect
 import itertools
 import queue
+import struct
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -36,9 +37,10 @@ HostFunction = Callable[..., Any]
 
 _U64 = ctypes.POINTER(ctypes.c_uint64)
 _VOID = ctypes.c_void_p
-_SLOT_WORDS = 4  # a wasmtime_val_t is 32 bytes: kind at word 0, payload at word 1
 _KIND = {"i": 0, "I": 1, "f": 2, "F": 3}
 _MASK = {"i": 0xFFFF_FFFF, "I": 0xFFFF_FFFF_FFFF_FFFF}
+#: An argument in its 32-byte ``wasmtime_val_t`` (kind at 0, payload at 8; an i32 is the low half).
+_PARAM = {"i": "8xI20x", "I": "8xQ16x"}
 _FIELD = {"i": "i32", "I": "i64", "f": "f32", "F": "f64"}
 
 # Unchecked host functions: raw slots seen as uint32, so an argument is one index.
@@ -52,7 +54,7 @@ class _Continuation(ctypes.Structure):
 
 
 _AsyncCallback = ctypes.CFUNCTYPE(
-    None, _VOID, _VOID, _U64, ctypes.c_size_t, _U64, ctypes.c_size_t, ctypes.POINTER(_VOID),
+    None, _VOID, _VOID, _VOID, ctypes.c_size_t, _U64, ctypes.c_size_t, ctypes.POINTER(_VOID),
     ctypes.POINTER(_Continuation),
 )  # fmt: skip
 _DeadlineCallback = ctypes.CFUNCTYPE(
@@ -320,7 +322,8 @@ class Store:
     def _async(self, func: HostFunction, sig: Signature) -> Any:
         """``func`` (a coroutine function) as an async callback: run until it first waits;
         if it does, the fiber suspends and ``_resume`` steps it once its future is done."""
-        words = [(_SLOT_WORDS * i + 1, _MASK[c]) for i, c in enumerate(sig.params)]
+        params = struct.Struct("<" + "".join(_PARAM[c] for c in sig.params))
+        slots = ctypes.c_char * params.size
         result_mask = _MASK[sig.results] if sig.results else 0
         name = func.__name__
         count = self._counters.setdefault(name, [0])
@@ -333,7 +336,7 @@ class Store:
             continuation = cont[0]
             continuation.callback = _ready
             try:
-                coro = func(*[args[k] & mask for k, mask in words])
+                coro = func(*params.unpack_from(slots.from_address(args))) if args else func()
                 awaiting = coro.send(None)
             except StopIteration as done:  # the common case: it did not have to wait
                 _set_result(results, result_mask, done.value or 0)
