@@ -70,7 +70,7 @@ def event(sub: Subscription, error: int = 0, nbytes: int = 0) -> bytes:
     return EVENT.pack(sub.userdata, error, sub.type, nbytes, 0)
 
 
-def fd_event(sub: Subscription, revents: int, nbytes: int = 1) -> bytes | None:
+def fd_event(sub: Subscription, revents: int) -> bytes | None:
     """The encoded event for an fd subscription given its ``poll(2)`` revents, or None if not
     ready.
 
@@ -82,7 +82,7 @@ def fd_event(sub: Subscription, revents: int, nbytes: int = 1) -> bytes | None:
     if not revents & (wanted | _HANGUP | _ERROR):
         return None
     flags = EVENT_FD_READWRITE_HANGUP if revents & _HANGUP else 0
-    return EVENT.pack(sub.userdata, 0, sub.type, nbytes if revents & wanted else 0, flags)
+    return EVENT.pack(sub.userdata, 0, sub.type, 1 if revents & wanted else 0, flags)  # poll(2) gives no count
 
 
 def expired(sub: Subscription, now_ns: int) -> bool:

@@ -568,8 +568,8 @@ def _keep(kept: dict[Any, Any], key: Any, value: Any, size: int) -> None:
 class _Ready(NamedTuple):
     event: bytes  # encoded
     position: int  # of its subscription
-    desc: Descriptor | None = None
-    stale: bool = False
+    desc: Descriptor | None
+    stale: bool
 
 
 _ready = functools.partial(tuple.__new__, _Ready)
