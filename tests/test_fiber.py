@@ -127,10 +127,16 @@ def test_a_spinning_guest_leaves_a_ticker_on_time(run_on: Callable[..., Any]) ->
         task.cancel()
         return lateness
 
-    with gc_paused():
-        lateness = run_on(main())
-    assert len(lateness) >= 30
-    assert max(lateness) <= 0.025, f"worst lateness {max(lateness) * 1e3:.1f} ms"
+    # A guest that did not yield would make the ticker about 1 s late in every run. A shared
+    # 2-core machine can also stall a process for 20-30 ms now and then (it did once in
+    # .ci/matrix), so a run over the bound is measured once more before it counts.
+    worst: list[float] = []
+    while len(worst) < 2 and (not worst or worst[-1] > 0.025):
+        with gc_paused():
+            lateness = run_on(main())
+        assert len(lateness) >= 30
+        worst.append(max(lateness))
+    assert worst[-1] <= 0.025, "worst lateness per run: " + ", ".join(f"{w * 1e3:.1f} ms" for w in worst)
 
 
 def test_a_thousand_guests_share_one_loop_and_no_threads(run_on: Callable[..., Any]) -> None:
