@@ -30,6 +30,7 @@ from wasmtime import _bindings as ffi
 from wasmtime._ffi import dll as _dll
 
 from .core import TICKER, Signature, engine
+from .sockio import Front
 
 #: A host function takes the call's integer arguments (unsigned) and returns its result,
 #: or is a coroutine function doing the same when it may have to wait.
@@ -257,6 +258,7 @@ class Store:
         self.suspensions = 0
         self._keep: list[Any] = []
         self._counters: dict[str, list[int]] = {}
+        self._fronts: list[tuple[str, Any]] = []  # (name, C environment) of each fast path
 
     def _on_deadline(self, _ctx: Any, _env: Any, delta: Any, kind: Any) -> int:
         reason = self._should_stop()
@@ -286,7 +288,10 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         """How many times the guest called each host function so far."""
-        return {name: cell[0] for name, cell in self._counters.items() if cell[0]}
+        counts = {name: cell[0] for name, cell in self._counters.items()}
+        for name, env in self._fronts:
+            counts[name] += env.calls
+        return {name: n for name, n in counts.items() if n}
 
     # --- host functions -------------------------------------------------------------------
 
@@ -358,19 +363,27 @@ class Store:
     # --- instantiation and calls ----------------------------------------------------------
 
     def instantiate(
-        self, module: wasmtime.Module, funcs: dict[tuple[str, str], tuple[HostFunction, Signature]]
+        self, module: wasmtime.Module, funcs: dict[tuple[str, str], tuple[HostFunction | Front, Signature]]
     ) -> wasmtime.Instance:
         """Link ``funcs`` and instantiate; a start function that waits runs on a private loop."""
         linker = wasmtime.Linker(self.engine)
-        for (mod, name), (func, sig) in funcs.items():
+        for (mod, name), (host, sig) in funcs.items():
+            func = host.fallback if isinstance(host, Front) else host
             is_async = inspect.iscoroutinefunction(func)
             callback = self._async(func, sig) if is_async else self._unchecked(func, sig)
             self._keep.append(callback)
+            env_ptr = None
+            if isinstance(host, Front):  # the C function first, ``callback`` when it declines
+                env = host.env(callback)
+                self._keep += [env, host]
+                self._fronts.append((func.__name__, env))
+                env_ptr = ctypes.addressof(env)
+                is_async, callback = True, _AsyncCallback(host.entry)
             mb, nb = mod.encode(), name.encode()
             functype = sig.functype()  # must outlive the call: its __del__ frees the C type
             define = _DEFINE_ASYNC if is_async else _DEFINE_UNCHECKED
             err = define(ctypes.cast(linker.ptr(), _VOID), mb, len(mb), nb, len(nb),
-                         ctypes.cast(functype.ptr(), _VOID), callback, None, None)  # fmt: skip
+                         ctypes.cast(functype.ptr(), _VOID), callback, env_ptr, None)  # fmt: skip
             if err:
                 raise wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t)))
         instance = ffi.wasmtime_instance_t()

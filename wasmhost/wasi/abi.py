@@ -131,7 +131,11 @@ _FROM_OS.update(
 
 def from_os(exc: OSError) -> WasiError:
     """Translate an ``OSError`` into the WASI errno with the same name (``IO`` if none)."""
-    return WasiError(_FROM_OS.get(exc.errno or 0, Errno.IO))
+    return WasiError(errno_from_os(exc.errno or 0))
+
+
+def errno_from_os(code: int) -> Errno:
+    return _FROM_OS.get(code, Errno.IO)
 
 
 class Filetype(enum.IntEnum):

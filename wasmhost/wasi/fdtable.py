@@ -16,6 +16,7 @@ import select
 import stat
 from collections.abc import Callable, Sequence
 
+from .._native.sockio import FdMap, IoRecord
 from .abi import (
     DIR_RIGHTS,
     FDFLAG_APPEND,
@@ -69,6 +70,12 @@ class Descriptor:
         #: Event type -> ``io_seq`` when poll last reported it. Kept on the descriptor, not by
         #: number: a number reused by a new socket must not inherit the old one's "seen".
         self.seen: dict[int, int] = {}
+
+    @property
+    def io(self) -> IoRecord | None:
+        """What the C fast path of ``sock_recv``/``sock_send`` reads (see ``_native.sockio``);
+        None: every call on this descriptor is Python's."""
+        return None
 
     def os_fd(self) -> int | None:
         """The host descriptor to poll for readiness, or None when always ready."""
@@ -325,6 +332,8 @@ class FdTable:
 
     def __init__(self, limit: int = MAX_FDS) -> None:
         self._fds: dict[int, Descriptor] = {}
+        #: The same numbers as the C fast path sees them (descriptors with an ``io`` record).
+        self.native = FdMap()
         self._limit = limit
         self._freed: list[int] = []
         self._next = 0
@@ -350,6 +359,7 @@ class FdTable:
             fd = self._next
             self._next += 1
         self._fds[fd] = desc
+        self.native.put(fd, desc.io)
         return fd
 
     def get(self, fd: int, rights: int = 0) -> Descriptor:
@@ -373,6 +383,7 @@ class FdTable:
         if desc is None:
             raise WasiError(Errno.BADF)
         heapq.heappush(self._freed, fd)
+        self.native.put(fd, None)
         self.on_close(desc.host_fds())
         desc.close()
 
@@ -381,8 +392,10 @@ class FdTable:
             raise WasiError(Errno.BADF)
         if fd != to:
             replaced = self._fds[to]
-            self._fds[to] = self._fds.pop(fd)
+            self._fds[to] = moved = self._fds.pop(fd)
             heapq.heappush(self._freed, fd)
+            self.native.put(fd, None)
+            self.native.put(to, moved.io)
             self.on_close(replaced.host_fds())
             _close_quietly(replaced, to)  # as dup2 does, a failing close of the target is not reported
 
@@ -394,6 +407,7 @@ class FdTable:
         (the guest is gone, nobody else can act on it) and the others still happen."""
         descs = list(self._fds.items())
         self._fds.clear()
+        self.native.clear()
         self._freed.clear()
         self._next = 0
         for fd, desc in descs:

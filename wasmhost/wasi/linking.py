@@ -10,13 +10,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._native import Import, Signature
+from .._native.sockio import Front
 from .abi import WasiError
 
 MODULE = "wasi_snapshot_preview1"
 
 #: (import name, parameter types) -> function (or coroutine function) returning None on
-#: success or raising WasiError, whose errno is then the result.
-Table = dict[tuple[str, str], Callable[..., Any]]
+#: success or raising WasiError, whose errno is then the result; or such a coroutine
+#: function behind a C fast path.
+Table = dict[tuple[str, str], Callable[..., Any] | Front]
 
 
 def table_of(provider: object, entries: Iterable[tuple[str, str, str]]) -> Table:
@@ -60,9 +62,9 @@ def _never_called(*_args: int) -> None:
 
 def link(
     imports: Iterable[Import], table: Table
-) -> tuple[dict[tuple[str, str], tuple[Callable[..., Any], Signature]], list[Import]]:
+) -> tuple[dict[tuple[str, str], tuple[Callable[..., Any] | Front, Signature]], list[Import]]:
     """The host functions to define for ``imports``, and the imports nothing provides."""
-    funcs: dict[tuple[str, str], tuple[Callable[..., Any], Signature]] = {}
+    funcs: dict[tuple[str, str], tuple[Callable[..., Any] | Front, Signature]] = {}
     missing = []
     for imp in imports:
         sig = imp.signature

@@ -22,9 +22,11 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .._native import sockio
+from .._native.sockio import Front, IoRecord
 from ..net.connections import Connection, Connections
 from ..net.policy import IPAddress, Network, host_name, normalise
-from .abi import FDFLAG_NONBLOCK, U32, Errno, Filetype, Rights, WasiError, from_os
+from .abi import FDFLAG_NONBLOCK, U32, Errno, Filetype, Rights, WasiError, errno_from_os, from_os
 from .context import WasiContext
 from .fdtable import Buffers, Descriptor, span
 from .memory import GuestMemory
@@ -53,6 +55,8 @@ _SOCKADDR = struct.Struct("<BxxxII")  # family, sa_data_len, sa_data
 _LINGER = struct.Struct("<ii")
 _TIMEVAL = struct.Struct("<qq")
 _U16 = struct.Struct("<H")
+# The C fast path reports a failed call as from_os would.
+sockio.ERRNOS[:] = [errno_from_os(code) for code in range(len(sockio.ERRNOS))]
 # Plain ints: the socket module's flags are IntFlag members, whose ``&`` runs Python code.
 _MSG_TRUNC, _MSG_PEEK, _MSG_WAITALL, _MSG_NOSIGNAL = (
     int(f) for f in (socket.MSG_TRUNC, socket.MSG_PEEK, socket.MSG_WAITALL, socket.MSG_NOSIGNAL)
@@ -102,10 +106,10 @@ SOCKET_FUNCTIONS: list[tuple[str, str, str]] = [
     ("sock_listen", "ii", "sock_listen"),
     ("sock_accept", "ii", "sock_accept_v1"),
     ("sock_accept", "iii", "sock_accept_v2"),
-    ("sock_recv", "iiiiii", "sock_recv"),
+    ("sock_recv", "iiiiii", "recv_front"),
     ("sock_recv_from", "iiiiiii", "sock_recv_from_v1"),
     ("sock_recv_from", "iiiiiiii", "sock_recv_from_v2"),
-    ("sock_send", "iiiii", "sock_send"),
+    ("sock_send", "iiiii", "send_front"),
     ("sock_send_to", "iiiiiii", "sock_send_to"),
     ("sock_shutdown", "ii", "sock_shutdown"),
     ("sock_getsockopt", "iiiii", "sock_getsockopt"),
@@ -120,9 +124,9 @@ SOCKET_FUNCTIONS: list[tuple[str, str, str]] = [
     ("sock_connect_v2", "iii", "sock_connect_v2"),
     ("sock_listen_v2", "ii", "sock_listen"),
     ("sock_accept_v2", "iii", "sock_accept_v2"),
-    ("sock_recv_v2", "iiiiii", "sock_recv"),
+    ("sock_recv_v2", "iiiiii", "recv_front"),
     ("sock_recv_from_v2", "iiiiiiii", "sock_recv_from_v2"),
-    ("sock_send_v2", "iiiii", "sock_send"),
+    ("sock_send_v2", "iiiii", "send_front"),
     ("sock_send_to_v2", "iiiiiii", "sock_send_to_v2"),
     ("sock_getlocaladdr_v2", "iii", "sock_getlocaladdr_v2"),
     ("sock_getpeeraddr_v2", "iii", "sock_getpeeraddr_v2"),
@@ -133,19 +137,19 @@ class Socket(Descriptor):
     """A guest socket: a non-blocking host socket; NONBLOCK is the guest's own view."""
 
     def __init__(self, sock: socket.socket, flags: int = 0, kind: tuple[int, int, int] | None = None) -> None:
+        #: Shared with the C fast path: ``answered``, ``io_seq``, the non-blocking flag and the
+        #: byte counts live here (set before ``Descriptor`` sets ``io_seq`` and ``flags``).
+        self._io = IoRecord(answered=1)
         super().__init__(SOCKET_RIGHTS, SOCKET_RIGHTS, flags)
         sock.setblocking(False)
-        self.sock = sock
         #: (family, type, protocol), given when known: ``socket.type`` and ``family`` are slow.
         self.kind = kind or (sock.family, sock.type, sock.proto)
         self.datagram = self.kind[1] == socket.SOCK_DGRAM
+        self.host_socket(sock)
         self.filetype = Filetype.SOCKET_DGRAM if self.datagram else Filetype.SOCKET_STREAM
         self.guest_port: int | None = None  # the port the guest asked for, when remapped
         self.peers: set[tuple[str, int]] = set()  # UDP senders the guest may answer
         self.timeouts: dict[int, float | None] = {}  # SO_RCVTIMEO / SO_SNDTIMEO in seconds
-        #: The last data moved was sent, not received: no request is waiting for an answer
-        #: (what lets a draining server close a keep-alive connection between requests).
-        self.answered = True
         #: An accepted connection: its record, counted in ``owner`` until it closes.
         self.record: Connection | None = None
         self.owner: Connections | None = None
@@ -155,6 +159,38 @@ class Socket(Descriptor):
         #: ``_parked`` (a socket that is never readable) instead, so it is not told to accept.
         self.limited_by: Connections | None = None
         self._parked: socket.socket | None = None
+
+    def host_socket(self, sock: socket.socket) -> None:
+        """Make ``sock`` this descriptor's host socket (the C fast path takes streams only)."""
+        self.sock = sock
+        self._io.os_fd = -1 if self.datagram else sock.fileno()
+
+    @property
+    def io(self) -> IoRecord:
+        return self._io
+
+    @property
+    def io_seq(self) -> int:
+        return int(self._io.seq)
+
+    @io_seq.setter
+    def io_seq(self, value: int) -> None:
+        self._io.seq = value
+
+    @property
+    def flags(self) -> int:
+        return self._flags
+
+    @flags.setter
+    def flags(self, value: int) -> None:
+        self._flags = value
+        self._io.nonblock = value & FDFLAG_NONBLOCK
+
+    @property
+    def answered(self) -> bool:
+        """The last data moved was sent, not received: no request is waiting for an answer
+        (what lets a draining server close a keep-alive connection between requests)."""
+        return bool(self._io.answered)
 
     def os_fd(self) -> int:
         if self.limited_by is not None and self.limited_by.full:
@@ -183,7 +219,7 @@ class Socket(Descriptor):
         replacement.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, reuse)
         replacement.setblocking(False)
         self.sock.close()
-        self.sock = replacement
+        self.host_socket(replacement)
         self.kind = (replacement.family, replacement.type, replacement.proto)
 
     def recv(self, bufs: Buffers, flags: int = 0) -> tuple[int, int, Any]:
@@ -194,9 +230,8 @@ class Socket(Descriptor):
         else:
             n, _anc, msg_flags, addr = _os(self.sock.recvmsg_into, bufs, 0, flags)
         if n:
-            self.answered = False
-            if self.record is not None:
-                self.record.received += n
+            self._io.answered = 0
+            self._io.received += n
         return n, msg_flags, addr
 
     def send(self, bufs: Buffers, *target: Any) -> int:
@@ -205,9 +240,8 @@ class Socket(Descriptor):
         else:
             sent = _os(self.sock.sendmsg, bufs, (), _MSG_NOSIGNAL, *target)
         if sent:
-            self.answered = True
-            if self.record is not None:
-                self.record.sent += sent
+            self._io.answered = 1
+            self._io.sent += sent
         return sent
 
     def readv(self, bufs: Buffers) -> int:
@@ -231,7 +265,9 @@ class Socket(Descriptor):
         return None
 
     def close(self) -> None:
+        self._io.os_fd = -1
         if self.owner is not None and self.record is not None:
+            self.record.received, self.record.sent = self._io.received, self._io.sent
             self.owner.closed(self.record)
             self.owner = None
         self.sock.close()
@@ -263,6 +299,9 @@ class Sockets:
         self.connections = Connections(name, network.limit_concurrency)
         self._warned: set[str] = set()
         self._listeners: list[Socket] = []
+        #: What the guest's sock_recv and sock_send are: C first, these methods when it declines.
+        self.recv_front = Front(sockio.RECV, self.sock_recv, self.fds.native)
+        self.send_front = Front(sockio.SEND, self.sock_send, self.fds.native)
 
     @property
     def mem(self) -> GuestMemory:
@@ -426,7 +465,7 @@ class Sockets:
             where = _show(listener.sock.getsockname())
             self.ctx.forget(listener.host_fds())
             listener.sock.close()
-            listener.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # writable, never readable
+            listener.host_socket(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM))  # writable, never readable
             listener.listening = False
             log.info("%s: stopped accepting on %s", self.name, where)
         self._listeners.clear()
