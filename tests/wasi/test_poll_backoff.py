@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.conftest import gc_paused
-from wasmhost.wasi import abi
+from wasmhost.wasi import abi, preview1
 from wasmhost.wasi.context import WasiContext
 from wasmhost.wasi.fdtable import FdTable
 from wasmhost.wasi.memory import GuestMemory
@@ -144,6 +144,21 @@ def test_the_same_subscriptions_again_see_the_state_of_now(setup: Setup) -> None
         assert _poll(p1, buffer, 2)[0] == [100]
     finally:
         theirs.close()
+
+
+def test_kept_subscription_arrays_stay_within_a_budget() -> None:
+    """Big arrays are reused too (a server on 50 connections repeats its 51 subscriptions), but
+    what a poll keeps never exceeds _KEPT_ITEMS subscriptions, whatever the guest passes."""
+    kept: preview1._Kept[int, str] = preview1._Kept()
+    for key in range(1000):
+        kept.keep(key, "array", 51)
+        assert kept.get(key) == "array"
+        assert len(kept._values) * 51 == kept._items <= preview1._KEPT_ITEMS
+    kept.keep(-1, "huge", preview1._KEPT_ITEMS + 1)
+    assert kept.get(-1) is None
+    for key in range(1000):
+        kept.keep(key, "small", 1)
+        assert len(kept._values) <= preview1._KEPT
 
 
 class _WasmEdgePoller:
