@@ -171,7 +171,8 @@ class Socket(Descriptor):
 
     @property
     def io_seq(self) -> int:
-        return int(self._io.seq)
+        seq: int = self._io.seq
+        return seq
 
     @io_seq.setter
     def io_seq(self, value: int) -> None:
