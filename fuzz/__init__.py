@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TARGETS = ("host_calls", "http_protocol", "serve_bytes", "wasip2_calls")
+TARGETS = ("host_calls", "http_protocol", "serve_bytes", "sockio", "wasip2_calls")
 
 
 def inputs(target: str) -> list[Path]:

@@ -11,12 +11,12 @@ from collections.abc import Callable
 import pytest
 
 import fuzz
-from fuzz import host_calls, http_protocol, serve_bytes, wasip2_calls
+from fuzz import host_calls, http_protocol, serve_bytes, sockio, wasip2_calls
 from tests.conftest import ServeFactory, open_fds
 
 #: Mutated inputs per target after the committed ones (the serving target gets none: it runs a
 #: real server over sockets, so the suite keeps to its fixed hostile inputs).
-MUTATIONS = {"host_calls": 400, "http_protocol": 1500, "serve_bytes": 0, "wasip2_calls": 600}
+MUTATIONS = {"host_calls": 400, "http_protocol": 1500, "serve_bytes": 0, "sockio": 300, "wasip2_calls": 600}
 
 
 def _mutate(rng: random.Random, data: bytes, other: bytes) -> bytes:
@@ -56,6 +56,7 @@ def _run(target: str, one_input: Callable[[bytes], object]) -> int:
 
 @pytest.mark.parametrize(("target", "one_input"), [("host_calls", host_calls.one_input),
                                                    ("http_protocol", http_protocol.one_input),
+                                                   ("sockio", sockio.one_input),
                                                    ("wasip2_calls", wasip2_calls.one_input)])  # fmt: skip
 def test_in_process_target_survives_its_inputs(
     target: str, one_input: Callable[[bytes], object], record_property: Callable[[str, object], None]

@@ -92,7 +92,7 @@ class Instance:
             self._store = _native.Store(limits.fuel, limits.memory, lambda: self._reason, linking.errno_of)
             self._sockets = Sockets(self._ctx, self.host.network, os.path.basename(module.name))
             table = linking.table_of(Preview1(self._ctx, self.host.network.idle_backoff), FUNCTIONS)
-            table.update(linking.table_of(self._sockets, SOCKET_FUNCTIONS))
+            table.update(self._sockets.fronted(linking.table_of(self._sockets, SOCKET_FUNCTIONS)))
             funcs, missing = linking.link(module.imports, table)
             if missing and self.host.trap_unknown_imports:
                 funcs.update(linking.trapping(missing))

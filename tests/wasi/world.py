@@ -15,7 +15,6 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from wasmhost._native.sockio import Front
 from wasmhost.net.policy import Network
 from wasmhost.wasi.abi import FDFLAG_NONBLOCK, FILE_RIGHTS, STDIO_RIGHTS, WasiError
 from wasmhost.wasi.context import Interrupted, ProcExit, WasiContext
@@ -97,11 +96,8 @@ class World:
         self.sockets = Sockets(self.ctx, network or Network(), "world")
 
     def call(self, provider: str, name: str, args: tuple[int, ...]) -> str:
-        """The outcome of one call: an errno name, or how the guest legitimately ends or waits.
-        A function with a C fast path is called in Python: the C one needs a wasm caller
-        (tests/wasi/test_sockio.py compares the two)."""
-        func = getattr(getattr(self, provider), name)
-        return outcome(func.fallback if isinstance(func, Front) else func, args, self.ctx.loop)
+        """The outcome of one call: an errno name, or how the guest legitimately ends or waits."""
+        return outcome(getattr(getattr(self, provider), name), args, self.ctx.loop)
 
     def close(self) -> None:
         self.ctx.close()

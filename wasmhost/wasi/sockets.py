@@ -29,6 +29,7 @@ from ..net.policy import IPAddress, Network, host_name, normalise
 from .abi import FDFLAG_NONBLOCK, U32, Errno, Filetype, Rights, WasiError, errno_from_os, from_os
 from .context import WasiContext
 from .fdtable import Buffers, Descriptor, span
+from .linking import Table
 from .memory import GuestMemory
 from .poll import FD_READ
 
@@ -106,10 +107,10 @@ SOCKET_FUNCTIONS: list[tuple[str, str, str]] = [
     ("sock_listen", "ii", "sock_listen"),
     ("sock_accept", "ii", "sock_accept_v1"),
     ("sock_accept", "iii", "sock_accept_v2"),
-    ("sock_recv", "iiiiii", "recv_front"),
+    ("sock_recv", "iiiiii", "sock_recv"),
     ("sock_recv_from", "iiiiiii", "sock_recv_from_v1"),
     ("sock_recv_from", "iiiiiiii", "sock_recv_from_v2"),
-    ("sock_send", "iiiii", "send_front"),
+    ("sock_send", "iiiii", "sock_send"),
     ("sock_send_to", "iiiiiii", "sock_send_to"),
     ("sock_shutdown", "ii", "sock_shutdown"),
     ("sock_getsockopt", "iiiii", "sock_getsockopt"),
@@ -124,9 +125,9 @@ SOCKET_FUNCTIONS: list[tuple[str, str, str]] = [
     ("sock_connect_v2", "iii", "sock_connect_v2"),
     ("sock_listen_v2", "ii", "sock_listen"),
     ("sock_accept_v2", "iii", "sock_accept_v2"),
-    ("sock_recv_v2", "iiiiii", "recv_front"),
+    ("sock_recv_v2", "iiiiii", "sock_recv"),
     ("sock_recv_from_v2", "iiiiiiii", "sock_recv_from_v2"),
-    ("sock_send_v2", "iiiii", "send_front"),
+    ("sock_send_v2", "iiiii", "sock_send"),
     ("sock_send_to_v2", "iiiiiii", "sock_send_to_v2"),
     ("sock_getlocaladdr_v2", "iii", "sock_getlocaladdr_v2"),
     ("sock_getpeeraddr_v2", "iii", "sock_getpeeraddr_v2"),
@@ -225,8 +226,10 @@ class Socket(Descriptor):
 
     def recv(self, bufs: Buffers, flags: int = 0) -> tuple[int, int, Any]:
         """``recvmsg`` into ``bufs``: (bytes, message flags, sender). One buffer of a stream
-        (the usual read) takes ``recv_into``: no flags or sender to report, and cheaper."""
-        if len(bufs) == 1 and not self.datagram:
+        (the usual read) takes ``recv_into``: no flags or sender to report, and cheaper. Not
+        an empty one: ``recv`` of 0 bytes returns 0 at once, where ``recvmsg`` (WasmEdge's
+        call, and the C path's) says AGAIN when there is nothing to read."""
+        if len(bufs) == 1 and bufs[0].nbytes and not self.datagram:
             n, msg_flags, addr = _os(self.sock.recv_into, bufs[0], 0, flags), 0, None
         else:
             n, _anc, msg_flags, addr = _os(self.sock.recvmsg_into, bufs, 0, flags)
@@ -300,13 +303,19 @@ class Sockets:
         self.connections = Connections(name, network.limit_concurrency)
         self._warned: set[str] = set()
         self._listeners: list[Socket] = []
-        #: What the guest's sock_recv and sock_send are: C first, these methods when it declines.
-        self.recv_front = Front(sockio.RECV, self.sock_recv, self.fds.native)
-        self.send_front = Front(sockio.SEND, self.sock_send, self.fds.native)
 
     @property
     def mem(self) -> GuestMemory:
         return self.ctx.memory
+
+    def fronted(self, table: Table) -> Table:
+        """``table`` with ``sock_recv`` and ``sock_send`` behind their C fast path: C first,
+        these methods when it declines (``_native.sockio``)."""
+        fronts: dict[object, Front] = {
+            self.sock_recv: Front(sockio.RECV, self.sock_recv, self.fds.native),
+            self.sock_send: Front(sockio.SEND, self.sock_send, self.fds.native),
+        }
+        return {key: fronts.get(func, func) for key, func in table.items()}
 
     def _socket(self, fd: int) -> Socket:
         desc = self.fds.get(fd)
