@@ -2,7 +2,7 @@
 hot path without Python, about three times the requests per second on 50 keep-alive
 connections (``benchmarks/serve.py``).
 
-The C functions handle only a valid call on a connected stream socket that needs no wait,
+The C functions handle only a valid call on a stream socket that needs no wait,
 and hand every other call to the Python host function they front, so errors and waits keep
 one implementation. Python and C share per socket an ``IoRecord`` (its host descriptor, the
 guest's non-blocking flag, the counters poll and the connection log read) and per guest an
