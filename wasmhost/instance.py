@@ -91,7 +91,8 @@ class Instance:
         try:
             self._store = _native.Store(limits.fuel, limits.memory, lambda: self._reason, linking.errno_of)
             self._sockets = Sockets(self._ctx, self.host.network, os.path.basename(module.name))
-            table = linking.table_of(Preview1(self._ctx, self.host.network.idle_backoff), FUNCTIONS)
+            preview1 = Preview1(self._ctx, self.host.network.idle_backoff)
+            table = preview1.fronted(linking.table_of(preview1, FUNCTIONS))
             table.update(self._sockets.fronted(linking.table_of(self._sockets, SOCKET_FUNCTIONS)))
             funcs, missing = linking.link(module.imports, table)
             if missing and self.host.trap_unknown_imports:

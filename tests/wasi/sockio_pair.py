@@ -1,32 +1,39 @@
-"""One guest, twice: with the C fast path of sock_recv and sock_send (wasmhost/_native/sockio.c)
-and without it. The same call on the same socket state must end the same way on both: errno,
-guest memory, bytes moved and the socket's record. Used by tests/wasi/test_sockio.py and by
-the fuzz target fuzz/sockio.py."""
+"""One guest, twice: with the C fast paths of sock_recv, sock_send and poll_oneoff
+(wasmhost/_native/sockio.c) and without them. The same call on the same socket state must end
+the same way on both: errno, guest memory, bytes moved and the socket's record. Used by
+tests/wasi/test_sockio.py and by the fuzz target fuzz/sockio.py."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
 
 from wasmhost import Host, Instance, Module
 from wasmhost.wasi.abi import FDFLAG_NONBLOCK
+from wasmhost.wasi.linking import Table
+from wasmhost.wasi.preview1 import Preview1
 from wasmhost.wasi.sockets import Socket, Sockets
 
 P1 = '"wasi_snapshot_preview1"'
 WAT = f"""(module
   (import {P1} "sock_recv" (func $recv (param i32 i32 i32 i32 i32 i32) (result i32)))
   (import {P1} "sock_send" (func $send (param i32 i32 i32 i32 i32) (result i32)))
+  (import {P1} "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
+  (func (export "poll") (param i32 i32 i32 i32) (result i32)
+    (call $poll (local.get 0) (local.get 1) (local.get 2) (local.get 3)))
   (func (export "recv") (param i32 i32 i32 i32 i32 i32) (result i32)
     (call $recv (local.get 0) (local.get 1) (local.get 2) (local.get 3) (local.get 4) (local.get 5)))
   (func (export "send") (param i32 i32 i32 i32 i32) (result i32)
     (call $send (local.get 0) (local.get 1) (local.get 2) (local.get 3) (local.get 4))))"""
 PAGE = 65536
+#: The socket's descriptor number in both guests (after stdin, stdout and stderr).
+SOCKET_FD = 3
 #: A call's outcome: its errno, the guest's whole memory, and the socket's record and buffers.
 Outcome = tuple[int, bytes, tuple[Any, ...]]
 
@@ -40,14 +47,22 @@ class Side:
     """The guest with or without the C path, one end of a fresh socket pair as a descriptor."""
 
     def __init__(self, c_path: bool, nonblock: bool) -> None:
+        original = Preview1.fronted
+
+        def fronted(preview1: Preview1, table: Table) -> Table:
+            self.preview1 = preview1
+            return original(preview1, table) if c_path else table
+
         with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Preview1, "fronted", fronted)
             if not c_path:
                 patch.setattr(Sockets, "fronted", lambda _self, table: table)
-            self.instance = Instance(guest(), Host(stdout=None))
+            self.instance = Instance(guest(), Host(stdin=None, stdout=None, stderr=None))
         self.guest, self.peer = socket.socketpair()
         self.peer.setblocking(False)
         self.sock = Socket(self.guest, FDFLAG_NONBLOCK if nonblock else 0)
         self.fd = self.instance._ctx.fds.add(self.sock)
+        assert self.fd == SOCKET_FD
 
     def memory(self) -> bytes:
         return self.instance._ctx.memory.read(0, PAGE)
@@ -57,18 +72,22 @@ class Side:
 
     def call(
         self, op: str, fd: int | None, args: Iterable[int], pending: bytes, peer_shut: bool,
-        writes: Iterable[tuple[int, bytes]],
+        writes: Iterable[tuple[int, bytes]], times: int = 1,
     ) -> Outcome:  # fmt: skip
-        """``op`` ("recv" or "send") on ``fd`` (None: the socket) after the memory ``writes``,
-        with ``pending`` sent by the peer and its side shut down if ``peer_shut``."""
+        """``op`` ("recv" or "send" on ``fd``, None: the socket; or "poll", whose
+        subscriptions are in memory) after the memory ``writes``, with ``pending`` sent by the
+        peer and its side shut down if ``peer_shut``; made ``times`` times, the last compared."""
         for ptr, data in writes:
             self.write(ptr, data)
         self.peer.sendall(pending)
         if peer_shut:
             self.peer.shutdown(socket.SHUT_WR)
-        errno: int = self.instance.call(op, self.fd if fd is None else fd, *args)
+        fds = [] if op == "poll" else [self.fd if fd is None else fd]
+        for _ in range(times):
+            errno: int = self.instance.call(op, *fds, *args)
         io = self.sock.io
-        return errno, self.memory(), (io.seq, io.received, io.sent, io.answered, drain(self.peer), drain(self.guest))
+        record = (io.seq, io.received, io.sent, io.answered, tuple(io.seen), self.preview1._poll.idle_ns)
+        return errno, self.memory(), (*record, drain(self.peer), drain(self.guest))
 
     def close(self) -> None:
         self.instance.close()
@@ -91,9 +110,13 @@ def sides(nonblock: bool) -> Iterator[tuple[Side, Side]]:
         slow.close()
 
 
-def compare(nonblock: bool, **call: Any) -> Outcome:
-    """Make one call on both sides; raise if they differ, else return the outcome."""
+def compare(nonblock: bool, prepare: Callable[[Side], None] | None = None, **call: Any) -> Outcome:
+    """Make one call on both sides (after ``prepare`` of each); raise if they differ, else
+    return the outcome."""
     with sides(nonblock) as (fast, slow):
+        if prepare is not None:
+            prepare(fast)
+            prepare(slow)
         with_c, without = fast.call(**call), slow.call(**call)
     shown = {**call, "writes": [(ptr, len(data)) for ptr, data in call["writes"]]}
     assert with_c == without, f"{shown}: with the C path {_summary(with_c)}, without {_summary(without)}"

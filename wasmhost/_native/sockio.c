@@ -1,18 +1,21 @@
-/* sock_recv and sock_send without Python, when they can finish at once.
+/* sock_recv, sock_send and poll_oneoff without Python, when they can finish at once.
  *
  * A server on 50 keep-alive connections makes three socket calls per request and almost never
  * waits; through Python each costs several microseconds, here a fraction of one. These are
- * Wasmtime async host functions (wasmtime/async.h). The fast path takes only a valid call on a
- * stream socket whose Python descriptor gave it an `io` record: no flags, every buffer inside
- * memory, and a result that needs no wait. Anything else (a bad pointer, PEEK, a datagram, a
- * closed socket, a blocking socket with nothing to read) goes to the Python host function as
- * it would without this file, so every error and every wait has one implementation.
+ * Wasmtime async host functions (wasmtime/async.h). The fast path takes only a valid call on
+ * stream sockets whose Python descriptors gave them an `io` record: for receive and send, no
+ * flags, every buffer inside memory, and a result that needs no wait; for poll, readiness
+ * nobody has reported yet. Anything else (a bad pointer, PEEK, a datagram, a closed socket, a
+ * blocking socket with nothing to read, a poll that must wait or hold stale readiness back)
+ * goes to the Python host function as it would without this file, so every error and every
+ * wait has one implementation.
  *
  * No Python here and no Wasmtime header: wasmhost/_native/sockio.py loads this library with
  * ctypes and hands over the four Wasmtime functions it needs, from the library wasmtime-py
  * loaded. The structures below mirror the C API's layouts (wasmtime 50).
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,6 +37,10 @@ typedef void (*wt_async_callback)(void *env, void *caller, const wt_val *args, s
                                   size_t nresults, void **trap, wt_continuation *cont);
 
 enum { EXTERN_MEMORY = 3, VAL_I32 = 0, WASI_ESUCCESS = 0, FAST_IOVECS = 64, ERRNOS = 256 };
+/* poll_oneoff's ABI: 48-byte subscriptions, 32-byte events, the three event types. */
+enum { SUB_SIZE = 48, EVENT_SIZE = 32, FAST_SUBS = 256, CLOCK = 0, FD_READ = 1, FD_WRITE = 2, CLOCK_IDS = 4 };
+enum { EVENT_HANGUP = 1 };
+#define NEVER UINT64_MAX /* `seen`: poll never reported it */
 
 static struct {
     bool (*export_get)(void *caller, const char *name, size_t len, wt_extern *item);
@@ -51,8 +58,16 @@ struct io {
     int32_t os_fd;     /* -1: a datagram socket, or closed: every call is Python's */
     uint32_t nonblock; /* the guest's FDFLAG_NONBLOCK */
     uint32_t answered; /* the last bytes moved were sent, not received */
+    uint32_t pollable; /* poll may look at os_fd: the right to poll, and no concurrency limit */
     uint64_t seq;      /* I/O calls made: poll's edge-awareness (Descriptor.io_seq) */
     uint64_t received, sent;
+    uint64_t seen[2];  /* seq when poll last reported FD_READ, FD_WRITE (NEVER: not yet) */
+};
+
+/* poll_oneoff's state shared with Python (Preview1): how long stale readiness is held back. */
+struct pollstate {
+    uint64_t idle_ns; /* the current hold; reporting fresh readiness resets it */
+    uint32_t backoff; /* stale readiness is held back at all (--idle-backoff above 0) */
 };
 
 /* A guest's descriptor numbers -> their io records (NULL: not a fast socket). */
@@ -66,6 +81,7 @@ struct front {
     wt_async_callback fallback;
     struct fdmap *map;
     uint64_t calls; /* calls finished here; the Python trampoline counts the others */
+    void *state;    /* the function's own (poll_oneoff: struct pollstate) */
 };
 
 void wasmhost_sockio_init(void *export_get, void *caller_context, void *memory_data, void *memory_size) {
@@ -95,6 +111,12 @@ static bool fits(const struct memory *m, uint64_t ptr, uint64_t len) { return pt
 static uint32_t load32(const uint8_t *p) {
     uint32_t v;
     memcpy(&v, p, 4);
+    return v;
+}
+
+static uint64_t load64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
     return v;
 }
 
@@ -180,5 +202,100 @@ void wasmhost_sock_recv(void *env, void *caller, const wt_val *args, size_t narg
 void wasmhost_sock_send(void *env, void *caller, const wt_val *args, size_t nargs, wt_val *results, size_t nresults,
                         void **trap, wt_continuation *cont) {
     if (!transfer(env, caller, args, results, cont, true))
+        ((struct front *)env)->fallback(NULL, caller, args, nargs, results, nresults, trap, cont);
+}
+
+/* The event answering a subscription (poll.fd_event and poll.event in Python). */
+static void put_event(uint8_t *event, uint64_t userdata, uint8_t type, short revents) {
+    short wanted = type == FD_READ ? POLLIN | POLLPRI : POLLOUT;
+    uint64_t nbytes = type != CLOCK && (revents & wanted); /* poll(2) gives no count */
+    uint16_t flags = revents & POLLHUP ? EVENT_HANGUP : 0;
+    memset(event, 0, EVENT_SIZE); /* errno 0: tokio treats an event error as fatal */
+    memcpy(event, &userdata, 8);
+    event[10] = type;
+    memcpy(event + 16, &nbytes, 8);
+    memcpy(event + 24, &flags, 2);
+}
+
+/* poll_oneoff(in, out, nsubscriptions, out_nevents), finished here when some subscription is
+ * ready and new: sockets poll(2) reports ready (hang-ups and errors make both directions
+ * ready) that poll_oneoff did not report since their last I/O call, and relative clocks with
+ * no time left. Only those are reported, in order. Python's: a subscription it cannot judge
+ * (any other descriptor, an absolute or invalid clock, a bad type), or only stale readiness,
+ * or nothing ready, which means a wait. The events may overwrite the subscriptions: every
+ * subscription is read before the first event is written, as in Python. */
+static bool poll_now(struct front *f, void *caller, const wt_val *args, wt_val *results, wt_continuation *cont) {
+    struct pollstate *state = f->state;
+    uint32_t in = ARG(0), out = ARG(1), nsubs = ARG(2), out_nevents = ARG(3);
+    struct memory m;
+    if (nsubs == 0 || nsubs > FAST_SUBS || !guest_memory(caller, &m) || !fits(&m, in, (uint64_t)SUB_SIZE * nsubs) ||
+        !fits(&m, out, (uint64_t)EVENT_SIZE * nsubs) || !fits(&m, out_nevents, 4))
+        return false;
+    struct pollfd fds[FAST_SUBS];
+    struct io *ios[FAST_SUBS];
+    uint64_t userdata[FAST_SUBS];
+    uint8_t types[FAST_SUBS];
+    bool due[FAST_SUBS];
+    bool clock_due = false;
+    for (uint32_t i = 0; i < nsubs; i++) {
+        const uint8_t *sub = m.data + in + SUB_SIZE * i;
+        userdata[i] = load64(sub);
+        types[i] = sub[8];
+        fds[i] = (struct pollfd){.fd = -1}; /* poll(2) skips it */
+        ios[i] = NULL;
+        due[i] = false;
+        if (types[i] == CLOCK) {
+            uint16_t flags;
+            memcpy(&flags, sub + 40, 2);
+            if (load32(sub + 16) >= CLOCK_IDS || flags != 0)
+                return false;
+            due[i] = load64(sub + 24) == 0;
+            clock_due |= due[i];
+        } else if (types[i] == FD_READ || types[i] == FD_WRITE) {
+            struct io *io = lookup(f, load32(sub + 16));
+            if (io == NULL || !io->pollable)
+                return false;
+            ios[i] = io;
+            fds[i] = (struct pollfd){.fd = io->os_fd, .events = types[i] == FD_READ ? POLLIN : POLLOUT};
+        } else {
+            return false;
+        }
+    }
+    int ready;
+    do
+        ready = poll(fds, nsubs, 0);
+    while (ready < 0 && errno == EINTR);
+    if (ready < 0 || (ready == 0 && !clock_due))
+        return false;
+    uint32_t fresh = 0;
+    for (uint32_t i = 0; i < nsubs; i++) {
+        struct io *io = ios[i];
+        if (io != NULL) {
+            short wanted = types[i] == FD_READ ? POLLIN | POLLPRI : POLLOUT;
+            bool stale = state->backoff && io->seen[types[i] - 1] == io->seq;
+            due[i] = (fds[i].revents & (wanted | POLLHUP | POLLERR | POLLNVAL)) && !stale;
+        }
+        fresh += due[i];
+    }
+    if (fresh == 0)
+        return false;
+    uint8_t *event = m.data + out;
+    for (uint32_t i = 0; i < nsubs; i++) {
+        if (!due[i])
+            continue;
+        put_event(event, userdata[i], types[i], fds[i].revents);
+        event += EVENT_SIZE;
+        if (ios[i] != NULL)
+            ios[i]->seen[types[i] - 1] = ios[i]->seq;
+    }
+    state->idle_ns = 0;
+    memcpy(m.data + out_nevents, &fresh, 4);
+    finish(f, results, WASI_ESUCCESS, cont);
+    return true;
+}
+
+void wasmhost_poll_oneoff(void *env, void *caller, const wt_val *args, size_t nargs, wt_val *results,
+                          size_t nresults, void **trap, wt_continuation *cont) {
+    if (!poll_now(env, caller, args, results, cont))
         ((struct front *)env)->fallback(NULL, caller, args, nargs, results, nresults, trap, cont);
 }

@@ -1,12 +1,12 @@
-"""``sock_recv`` and ``sock_send`` in C when they finish at once (``sockio.c``): a server's
-hot path without Python, about three times the requests per second on 50 keep-alive
-connections (``benchmarks/serve.py``).
+"""``sock_recv``, ``sock_send`` and ``poll_oneoff`` in C when they finish at once
+(``sockio.c``): a server's hot path without Python, about three times the requests per second
+on 50 keep-alive connections (``benchmarks/serve.py``).
 
-The C functions handle only a valid call on a stream socket that needs no wait,
-and hand every other call to the Python host function they front, so errors and waits keep
-one implementation. Python and C share per socket an ``IoRecord`` (its host descriptor, the
-guest's non-blocking flag, the counters poll and the connection log read) and per guest an
-``FdMap`` from descriptor numbers to records.
+The C functions handle only a valid call on stream sockets that needs no wait, and hand
+every other call to the Python host function they front, so errors and waits keep one
+implementation. Python and C share per socket an ``IoRecord`` (its host descriptor, the
+guest's non-blocking flag, the counters poll and the connection log read), per guest an
+``FdMap`` from descriptor numbers to records, and for poll a ``PollState``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ _LIB = _load()
 ERRNOS = (ctypes.c_uint16 * 256).in_dll(_LIB, "wasmhost_errnos")
 RECV: int = ctypes.cast(_LIB.wasmhost_sock_recv, ctypes.c_void_p).value or 0
 SEND: int = ctypes.cast(_LIB.wasmhost_sock_send, ctypes.c_void_p).value or 0
+POLL: int = ctypes.cast(_LIB.wasmhost_poll_oneoff, ctypes.c_void_p).value or 0
+#: ``IoRecord.seen`` of readiness poll has not reported.
+NEVER = 2**64 - 1
 
 
 class IoRecord(ctypes.Structure):
@@ -46,9 +49,23 @@ class IoRecord(ctypes.Structure):
         ("os_fd", ctypes.c_int32),  # -1: the C path leaves every call to Python
         ("nonblock", ctypes.c_uint32),
         ("answered", ctypes.c_uint32),
+        ("pollable", ctypes.c_uint32),  # poll may look at os_fd
         ("seq", ctypes.c_uint64),
         ("received", ctypes.c_uint64),
         ("sent", ctypes.c_uint64),
+        ("seen", ctypes.c_uint64 * 2),  # seq when poll last reported FD_READ, FD_WRITE
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(answered=1, pollable=1, seen=(NEVER, NEVER))
+
+
+class PollState(ctypes.Structure):
+    """``poll_oneoff``'s state C and Python share (``struct pollstate``)."""
+
+    _fields_ = [
+        ("idle_ns", ctypes.c_uint64),  # how long stale readiness is held back now
+        ("backoff", ctypes.c_uint32),  # whether it is held back at all
     ]
 
 
@@ -79,7 +96,12 @@ class FdMap:
 
 
 class _FrontStruct(ctypes.Structure):
-    _fields_ = [("fallback", ctypes.c_void_p), ("map", ctypes.POINTER(_FdMapStruct)), ("calls", ctypes.c_uint64)]
+    _fields_ = [
+        ("fallback", ctypes.c_void_p),
+        ("map", ctypes.POINTER(_FdMapStruct)),
+        ("calls", ctypes.c_uint64),
+        ("state", ctypes.c_void_p),
+    ]
 
 
 @attrs.frozen
@@ -89,10 +111,12 @@ class Front:
     entry: int
     fallback: Callable[..., Any] = attrs.field(validator=lambda _i, _a, f: _coroutine_function(f))
     fdmap: FdMap
+    state: ctypes.Structure | None = None  # the C function's own, kept alive here
 
     def env(self, fallback: Any) -> _FrontStruct:
         """The C function's environment, given the fallback as an async callback (ctypes)."""
-        return _FrontStruct(ctypes.cast(fallback, ctypes.c_void_p), ctypes.pointer(self.fdmap.struct), 0)
+        state = None if self.state is None else ctypes.addressof(self.state)
+        return _FrontStruct(ctypes.cast(fallback, ctypes.c_void_p), ctypes.pointer(self.fdmap.struct), 0, state)
 
 
 def _coroutine_function(func: Callable[..., Any]) -> None:

@@ -67,14 +67,21 @@ class Descriptor:
         self.inheriting = inheriting
         self.flags = flags
         self.io_seq = 0  # bumped by every I/O call: poll tells fresh readiness from stale
-        #: Event type -> ``io_seq`` when poll last reported it. Kept on the descriptor, not by
-        #: number: a number reused by a new socket must not inherit the old one's "seen".
-        self.seen: dict[int, int] = {}
+        self._seen: dict[int, int] = {}
+
+    def seen(self, kind: int) -> int | None:
+        """``io_seq`` when poll last reported readiness of ``kind`` (None: never). Kept on the
+        descriptor, not by number: a number reused by a new socket must not inherit it."""
+        return self._seen.get(kind)
+
+    def saw(self, kind: int) -> None:
+        """Poll reports readiness of ``kind`` now."""
+        self._seen[kind] = self.io_seq
 
     @property
     def io(self) -> IoRecord | None:
-        """What the C fast path of ``sock_recv``/``sock_send`` reads (see ``_native.sockio``);
-        None: every call on this descriptor is Python's."""
+        """What the C fast paths of socket I/O and poll read (see ``_native.sockio``); None:
+        every call on this descriptor is Python's."""
         return None
 
     def os_fd(self) -> int | None:

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from .._native import sockio
+from .._native.sockio import Front, PollState
 from . import fs, poll
 from .abi import (
     DIRENT,
@@ -49,6 +51,7 @@ from .abi import (
 )
 from .context import ProcExit, WasiContext
 from .fdtable import Descriptor, Directory, OsFile, filetype_of
+from .linking import Table
 
 R = Rights
 _T = TypeVar("_T")
@@ -150,12 +153,19 @@ class Preview1:
         self.ctx = ctx
         self.fds = ctx.fds
         self._max_idle_ns = int(idle_backoff * 1e9)
-        self._idle_ns = 0
+        #: The current hold of stale readiness, shared with C's poll (which resets it).
+        self._poll = PollState(idle_ns=0, backoff=self._max_idle_ns > 0)
         #: Decoded subscription arrays without clocks, by their bytes: a server passes the
         #: same few arrays over and over.
         self._decoded: _Kept[bytes, list[poll.Subscription]] = _Kept()
         #: Poll objects by the fd/mask pairs registered with them, for the same reason.
         self._pollers: _Kept[tuple[tuple[int, int], ...], Any] = _Kept()
+
+    def fronted(self, table: Table) -> Table:
+        """``table`` with ``poll_oneoff`` behind its C fast path: C first, Python when it
+        declines (``_native.sockio``)."""
+        front = Front(sockio.POLL, self.poll_oneoff, self.fds.native, self._poll)
+        return {key: front if func == self.poll_oneoff else func for key, func in table.items()}
 
     # --- args, environment, clocks, random, process -------------------------------------
 
@@ -472,15 +482,15 @@ class Preview1:
             fresh = [r for r in ready if not r.stale]
             if fresh or (ready and held_until is not None and now >= held_until):
                 chosen = fresh or ready
-                self._idle_ns = 0 if fresh else min((self._idle_ns or _FIRST_HOLD_NS) * 2, self._max_idle_ns)
+                self._poll.idle_ns = 0 if fresh else min((self._poll.idle_ns or _FIRST_HOLD_NS) * 2, self._max_idle_ns)
                 for r in chosen:
                     if r.desc is not None:
-                        r.desc.seen[subs[r.position].type] = r.desc.io_seq
+                        r.desc.saw(subs[r.position].type)
                 mem.write(out_ptr, b"".join([r.event for r in chosen]))
                 mem.set_u32(nevents, len(chosen))
                 return
             if ready and held_until is None:
-                held_until = now + (self._idle_ns or _FIRST_HOLD_NS)
+                held_until = now + (self._poll.idle_ns or _FIRST_HOLD_NS)
             deadline = poll.next_deadline(subs)
             if held_until is not None:
                 deadline = held_until if deadline is None else min(deadline, held_until)
@@ -557,7 +567,7 @@ class Preview1:
             for i, sub, desc, osfd in polled:
                 event = poll.fd_event(sub, revents.get(osfd, 0))
                 if event is not None:
-                    stale = self._max_idle_ns > 0 and desc.seen.get(sub.type) == desc.io_seq
+                    stale = self._max_idle_ns > 0 and desc.seen(sub.type) == desc.io_seq
                     slots[i] = _ready((event, i, desc, stale))
         return [r for r in slots if r is not None]
 

@@ -138,9 +138,11 @@ class Socket(Descriptor):
     """A guest socket: a non-blocking host socket; NONBLOCK is the guest's own view."""
 
     def __init__(self, sock: socket.socket, flags: int = 0, kind: tuple[int, int, int] | None = None) -> None:
-        #: Shared with the C fast path: ``answered``, ``io_seq``, the non-blocking flag and the
-        #: byte counts live here (set before ``Descriptor`` sets ``io_seq`` and ``flags``).
-        self._io = IoRecord(answered=1)
+        #: Shared with the C fast paths: ``answered``, ``io_seq``, what poll saw, the
+        #: non-blocking flag, whether C may poll and the byte counts live here (made before
+        #: ``Descriptor`` sets ``io_seq``, ``flags`` and ``rights``).
+        self._io = IoRecord()
+        self._limited_by: Connections | None = None
         super().__init__(SOCKET_RIGHTS, SOCKET_RIGHTS, flags)
         sock.setblocking(False)
         #: (family, type, protocol), given when known: ``socket.type`` and ``family`` are slow.
@@ -156,9 +158,6 @@ class Socket(Descriptor):
         self.owner: Connections | None = None
         #: Listening, as the guest asked (``sock_listen``): accept looks at the backlog first.
         self.listening = False
-        #: A listener under a concurrency limit: while ``limited_by.full`` the guest polls
-        #: ``_parked`` (a socket that is never readable) instead, so it is not told to accept.
-        self.limited_by: Connections | None = None
         self._parked: socket.socket | None = None
 
     def host_socket(self, sock: socket.socket) -> None:
@@ -189,6 +188,38 @@ class Socket(Descriptor):
         self._io.nonblock = value & FDFLAG_NONBLOCK
 
     @property
+    def rights(self) -> int:
+        return self._rights
+
+    @rights.setter
+    def rights(self, value: int) -> None:
+        self._rights = value
+        self._io.pollable = self._polled_in_c()
+
+    @property
+    def limited_by(self) -> Connections | None:
+        """A listener under a concurrency limit: while ``limited_by.full`` the guest polls
+        ``_parked`` (a socket that is never readable) instead, so it is not told to accept."""
+        return self._limited_by
+
+    @limited_by.setter
+    def limited_by(self, value: Connections | None) -> None:
+        self._limited_by = value
+        self._io.pollable = self._polled_in_c()
+
+    def _polled_in_c(self) -> bool:
+        """Whether C's poll may look at the host socket: the guest may poll it, and nothing
+        (a concurrency limit) makes Python's ``os_fd`` another descriptor."""
+        return bool(self._rights & Rights.POLL_FD_READWRITE) and self._limited_by is None
+
+    def seen(self, kind: int) -> int | None:
+        seq: int = self._io.seen[kind - 1]
+        return None if seq == sockio.NEVER else seq
+
+    def saw(self, kind: int) -> None:
+        self._io.seen[kind - 1] = self._io.seq
+
+    @property
     def answered(self) -> bool:
         """The last data moved was sent, not received: no request is waiting for an answer
         (what lets a draining server close a keep-alive connection between requests)."""
@@ -211,7 +242,7 @@ class Socket(Descriptor):
     def reported_readable(self) -> bool:
         """Whether poll reported this socket readable after its last I/O call, not counting
         the call being made (``WasiContext.blocking`` counts a call before making it)."""
-        return self.seen.get(FD_READ) == self.io_seq - 1
+        return self.seen(FD_READ) == self.io_seq - 1
 
     def switch_family(self, family: int) -> None:
         """Re-create the (not yet bound) host socket in another family, keeping SO_REUSEADDR:
