@@ -1,10 +1,12 @@
-"""Fuzz target: sock_recv, sock_send and poll_oneoff with the C fast paths
+"""Fuzz target: sock_recv, sock_send, poll_oneoff and sock_accept with the C fast paths
 (wasmhost/_native/sockio.c) and without them, on the same arguments, guest memory and socket
 state (``tests.wasi.sockio_pair``). A difference between the two is a finding; so is a crash,
 which only C code can cause here.
 
     byte 0      bit 0: a send, else a receive; bit 1: a non-blocking socket; bit 2: the peer
-                has shut down its side; bit 3: a poll_oneoff instead (bits 0-2 unused)
+                has shut down its side; bit 3: a poll_oneoff instead (bits 0-2 unused);
+                bit 4: an accept on a listener instead (bit 0: sock_accept_v2; the peer
+                connects when it sends something)
     byte 1      the descriptor: the socket below 192, else stdout, a free number or 2**32-1
                 (a poll names its descriptors in its subscriptions: the socket is 3)
     bytes 2-21  the call's other arguments, u32 little endian (a send and a poll take four)
@@ -12,9 +14,9 @@ which only C code can cause here.
     the rest    the first bytes of the guest's 64 KiB memory
 
 Nothing may wait long. A blocking receive with the peer's side open could wait for ever: it
-is made non-blocking. Before a poll the peer shuts its side down, so the socket is ready both
-ways (and stdio is connected to nothing, which is always ready), and every clock's timeout
-becomes 0 or 1 ms.
+is made non-blocking, and so is a blocking accept with no connection. Before a poll the peer
+shuts its side down, so the socket is ready both ways (and stdio is connected to nothing,
+which is always ready), and every clock's timeout becomes 0 or 1 ms.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ def decode(data: bytes) -> tuple[bool, dict[str, object]]:
         writes = [(0, _short_clocks(memory, args[0], args[2]))]
         return True, {"op": "poll", "fd": None, "args": args[:4], "pending": pending, "peer_shut": True,
                       "writes": writes}  # fmt: skip
+    if data[0] & 16:
+        op, arity = ("accept2", 2) if send else ("accept", 1)
+        accept = {"op": op, "fd": fd, "args": args[:arity], "pending": pending, "peer_shut": peer_shut}
+        return nonblock or not pending, {**accept, "listener": True, "writes": [(0, memory)]}
     call = {
         "op": "send" if send else "recv",
         "fd": fd,
@@ -68,7 +74,7 @@ def _short_clocks(memory: bytes, in_ptr: int, nsubs: int) -> bytes:
 
 def encode(op: str, flags: int, args: tuple[int, ...], pending: bytes, memory: bytes, fd: int = 0) -> bytes:
     """An input for one call (``flags``: byte 0's bits above the operation): how seeds are written."""
-    flags |= {"recv": 0, "send": 1, "poll": 8}[op]
+    flags |= {"recv": 0, "send": 1, "poll": 8, "accept": 16, "accept2": 17}[op]
     head = bytes([flags, fd]) + struct.pack("<5I", *args, *[0] * (5 - len(args)))
     return head + bytes([len(pending)]) + pending + memory
 
@@ -98,6 +104,10 @@ def seeds() -> dict[str, bytes]:
         "poll": encode("poll", 0, poll_args(3), b"GET /", _subs((FD_READ, 3), (FD_WRITE, 3), (CLOCK, 1, 0))),
         "poll-stdout": encode("poll", 0, poll_args(2), b"", _subs((FD_WRITE, 1), (FD_READ, 3))),
         "poll-clock": encode("poll", 0, poll_args(1), b"", _subs((CLOCK, 1, 1))),  # 1 ms
+        "accept-again": encode("accept", 2, (512,), b"", b""),
+        "accept": encode("accept", 2, (512,), b"GET /", b""),
+        "accept-v2": encode("accept2", 2, (0, 512), b"", b""),
+        "accept-v2-flags": encode("accept2", 2, (0x20, 512), b"", b""),
     }
 
 

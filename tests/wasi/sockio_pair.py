@@ -1,7 +1,7 @@
-"""One guest, twice: with the C fast paths of sock_recv, sock_send and poll_oneoff
+"""One guest, twice: with the C fast paths of sock_recv, sock_send, poll_oneoff and sock_accept
 (wasmhost/_native/sockio.c) and without them. The same call on the same socket state must end
 the same way on both: errno, guest memory, bytes moved and the socket's record. Used by
-tests/wasi/test_sockio.py and by the fuzz target fuzz/sockio.py."""
+tests/wasi/test_sockio*.py and by the fuzz target fuzz/sockio.py."""
 
 from __future__ import annotations
 
@@ -24,7 +24,12 @@ WAT = f"""(module
   (import {P1} "sock_recv" (func $recv (param i32 i32 i32 i32 i32 i32) (result i32)))
   (import {P1} "sock_send" (func $send (param i32 i32 i32 i32 i32) (result i32)))
   (import {P1} "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import {P1} "sock_accept" (func $accept (param i32 i32) (result i32)))
+  (import {P1} "sock_accept_v2" (func $accept2 (param i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
+  (func (export "accept") (param i32 i32) (result i32) (call $accept (local.get 0) (local.get 1)))
+  (func (export "accept2") (param i32 i32 i32) (result i32)
+    (call $accept2 (local.get 0) (local.get 1) (local.get 2)))
   (func (export "poll") (param i32 i32 i32 i32) (result i32)
     (call $poll (local.get 0) (local.get 1) (local.get 2) (local.get 3)))
   (func (export "recv") (param i32 i32 i32 i32 i32 i32) (result i32)
@@ -44,9 +49,10 @@ def guest() -> Module:
 
 
 class Side:
-    """The guest with or without the C path, one end of a fresh socket pair as a descriptor."""
+    """The guest with or without the C path, one end of a fresh socket pair as a descriptor
+    (``listener``: a TCP listener on 127.0.0.1 instead, the peer a client not connected yet)."""
 
-    def __init__(self, c_path: bool, nonblock: bool) -> None:
+    def __init__(self, c_path: bool, nonblock: bool, listener: bool = False) -> None:
         original = Preview1.fronted
 
         def fronted(preview1: Preview1, table: Table) -> Table:
@@ -58,9 +64,14 @@ class Side:
             if not c_path:
                 patch.setattr(Sockets, "fronted", lambda _self, table: table)
             self.instance = Instance(guest(), Host(stdin=None, stdout=None, stderr=None))
-        self.guest, self.peer = socket.socketpair()
-        self.peer.setblocking(False)
+        self.listener = listener
+        if listener:
+            self.guest, self.peer = socket.create_server(("127.0.0.1", 0)), socket.socket()
+        else:
+            self.guest, self.peer = socket.socketpair()
+            self.peer.setblocking(False)
         self.sock = Socket(self.guest, FDFLAG_NONBLOCK if nonblock else 0)
+        self.sock.listening = listener
         self.fd = self.instance._ctx.fds.add(self.sock)
         assert self.fd == SOCKET_FD
 
@@ -74,13 +85,18 @@ class Side:
         self, op: str, fd: int | None, args: Iterable[int], pending: bytes, peer_shut: bool,
         writes: Iterable[tuple[int, bytes]], times: int = 1,
     ) -> Outcome:  # fmt: skip
-        """``op`` ("recv" or "send" on ``fd``, None: the socket; or "poll", whose
-        subscriptions are in memory) after the memory ``writes``, with ``pending`` sent by the
-        peer and its side shut down if ``peer_shut``; made ``times`` times, the last compared."""
+        """``op`` ("recv", "send", "accept" or "accept2" on ``fd``, None: the socket; or
+        "poll", whose subscriptions are in memory) after the memory ``writes``, with
+        ``pending`` sent by the peer (a listener's peer connects first if there is any) and its
+        side shut down if ``peer_shut``; made ``times`` times, the last compared."""
         for ptr, data in writes:
             self.write(ptr, data)
-        self.peer.sendall(pending)
-        if peer_shut:
+        connected = pending or not self.listener
+        if self.listener and pending:
+            self.peer.connect(self.guest.getsockname())
+        if connected:
+            self.peer.sendall(pending)
+        if peer_shut and connected:
             self.peer.shutdown(socket.SHUT_WR)
         fds = [] if op == "poll" else [self.fd if fd is None else fd]
         for _ in range(times):
@@ -95,11 +111,11 @@ class Side:
 
 
 @contextlib.contextmanager
-def sides(nonblock: bool) -> Iterator[tuple[Side, Side]]:
+def sides(nonblock: bool, listener: bool = False) -> Iterator[tuple[Side, Side]]:
     """The guest with the C path, and without it."""
-    fast = Side(True, nonblock)
+    fast = Side(True, nonblock, listener)
     try:
-        slow = Side(False, nonblock)
+        slow = Side(False, nonblock, listener)
     except BaseException:
         fast.close()
         raise
@@ -110,10 +126,12 @@ def sides(nonblock: bool) -> Iterator[tuple[Side, Side]]:
         slow.close()
 
 
-def compare(nonblock: bool, prepare: Callable[[Side], None] | None = None, **call: Any) -> Outcome:
+def compare(
+    nonblock: bool, prepare: Callable[[Side], None] | None = None, listener: bool = False, **call: Any
+) -> Outcome:
     """Make one call on both sides (after ``prepare`` of each); raise if they differ, else
     return the outcome."""
-    with sides(nonblock) as (fast, slow):
+    with sides(nonblock, listener) as (fast, slow):
         if prepare is not None:
             prepare(fast)
             prepare(slow)

@@ -1,14 +1,17 @@
-/* sock_recv, sock_send and poll_oneoff without Python, when they can finish at once.
+/* sock_recv, sock_send, poll_oneoff and sock_accept without Python, when they can finish at
+ * once.
  *
  * A server on 50 keep-alive connections makes three socket calls per request and almost never
  * waits; through Python each costs several microseconds, here a fraction of one. These are
  * Wasmtime async host functions (wasmtime/async.h). The fast path takes only a valid call on
  * stream sockets whose Python descriptors gave them an `io` record: for receive and send, no
  * flags, every buffer inside memory, and a result that needs no wait; for poll, readiness
- * nobody has reported yet. Anything else (a bad pointer, PEEK, a datagram, a closed socket, a
- * blocking socket with nothing to read, a poll that must wait or hold stale readiness back)
- * goes to the Python host function as it would without this file, so every error and every
- * wait has one implementation.
+ * nobody has reported yet; for accept, the AGAIN of a non-blocking listener with no
+ * connection waiting (servers accept until AGAIN). Anything else (a bad pointer, PEEK, a
+ * datagram, a closed socket, a blocking socket with nothing to read, a poll that must wait or
+ * hold stale readiness back, a connection to accept) goes to the Python host function as it
+ * would without this file, so every error, every wait and every new descriptor has one
+ * implementation.
  *
  * No Python here and no Wasmtime header: wasmhost/_native/sockio.py loads this library with
  * ctypes and hands over the four Wasmtime functions it needs, from the library wasmtime-py
@@ -39,7 +42,7 @@ typedef void (*wt_async_callback)(void *env, void *caller, const wt_val *args, s
 enum { EXTERN_MEMORY = 3, VAL_I32 = 0, WASI_ESUCCESS = 0, FAST_IOVECS = 64, ERRNOS = 256 };
 /* poll_oneoff's ABI: 48-byte subscriptions, 32-byte events, the three event types. */
 enum { SUB_SIZE = 48, EVENT_SIZE = 32, FAST_SUBS = 256, CLOCK = 0, FD_READ = 1, FD_WRITE = 2, CLOCK_IDS = 4 };
-enum { EVENT_HANGUP = 1 };
+enum { EVENT_HANGUP = 1, ACCEPT_FLAGS = 0x1F };
 #define NEVER UINT64_MAX /* `seen`: poll never reported it */
 
 static struct {
@@ -59,6 +62,7 @@ struct io {
     uint32_t nonblock; /* the guest's FDFLAG_NONBLOCK */
     uint32_t answered; /* the last bytes moved were sent, not received */
     uint32_t pollable; /* poll may look at os_fd: the right to poll, and no concurrency limit */
+    uint32_t listening; /* the guest called sock_listen (and the host still listens) */
     uint64_t seq;      /* I/O calls made: poll's edge-awareness (Descriptor.io_seq) */
     uint64_t received, sent;
     uint64_t seen[2];  /* seq when poll last reported FD_READ, FD_WRITE (NEVER: not yet) */
@@ -297,5 +301,34 @@ static bool poll_now(struct front *f, void *caller, const wt_val *args, wt_val *
 void wasmhost_poll_oneoff(void *env, void *caller, const wt_val *args, size_t nargs, wt_val *results,
                           size_t nresults, void **trap, wt_continuation *cont) {
     if (!poll_now(env, caller, args, results, cont))
+        ((struct front *)env)->fallback(NULL, caller, args, nargs, results, nresults, trap, cont);
+}
+
+/* sock_accept(fd, out) or sock_accept_v2(fd, flags, out) on a non-blocking listener that
+ * poll_oneoff has not just reported readable, when poll(2) finds no connection waiting:
+ * AGAIN, as Python's _accept_now says without calling accept(2). Everything else is Python's,
+ * a connection to accept above all. */
+static bool accept_again(struct front *f, void *caller, const wt_val *args, size_t nargs, wt_val *results,
+                         wt_continuation *cont) {
+    struct io *io = lookup(f, ARG(0));
+    struct memory m;
+    if ((nargs == 3 && (ARG(1) & ~(uint32_t)ACCEPT_FLAGS)) || io == NULL || !io->listening || !io->pollable ||
+        !io->nonblock || io->seen[FD_READ - 1] == io->seq || !guest_memory(caller, &m) || !fits(&m, ARG(nargs - 1), 4))
+        return false;
+    struct pollfd fd = {.fd = io->os_fd, .events = POLLIN};
+    int ready;
+    do
+        ready = poll(&fd, 1, 0);
+    while (ready < 0 && errno == EINTR);
+    if (ready != 0)
+        return false;
+    io->seq++;
+    finish(f, results, wasi_errno(EAGAIN), cont);
+    return true;
+}
+
+void wasmhost_sock_accept(void *env, void *caller, const wt_val *args, size_t nargs, wt_val *results,
+                          size_t nresults, void **trap, wt_continuation *cont) {
+    if (!accept_again(env, caller, args, nargs, results, cont))
         ((struct front *)env)->fallback(NULL, caller, args, nargs, results, nresults, trap, cont);
 }

@@ -1,6 +1,6 @@
-"""``sock_recv``, ``sock_send`` and ``poll_oneoff`` in C when they finish at once
-(``sockio.c``): a server's hot path without Python, about three times the requests per second
-on 50 keep-alive connections (``benchmarks/serve.py``).
+"""``sock_recv``, ``sock_send``, ``poll_oneoff`` and ``sock_accept`` in C when they finish at
+once (``sockio.c``): a server's hot path without Python, about three times the requests per
+second on 50 keep-alive connections (``benchmarks/serve.py``).
 
 The C functions handle only a valid call on stream sockets that needs no wait, and hand
 every other call to the Python host function they front, so errors and waits keep one
@@ -38,6 +38,7 @@ ERRNOS = (ctypes.c_uint16 * 256).in_dll(_LIB, "wasmhost_errnos")
 RECV: int = ctypes.cast(_LIB.wasmhost_sock_recv, ctypes.c_void_p).value or 0
 SEND: int = ctypes.cast(_LIB.wasmhost_sock_send, ctypes.c_void_p).value or 0
 POLL: int = ctypes.cast(_LIB.wasmhost_poll_oneoff, ctypes.c_void_p).value or 0
+ACCEPT: int = ctypes.cast(_LIB.wasmhost_sock_accept, ctypes.c_void_p).value or 0
 #: ``IoRecord.seen`` of readiness poll has not reported.
 NEVER = 2**64 - 1
 
@@ -50,14 +51,20 @@ class IoRecord(ctypes.Structure):
         ("nonblock", ctypes.c_uint32),
         ("answered", ctypes.c_uint32),
         ("pollable", ctypes.c_uint32),  # poll may look at os_fd
+        ("listening", ctypes.c_uint32),
         ("seq", ctypes.c_uint64),
         ("received", ctypes.c_uint64),
         ("sent", ctypes.c_uint64),
         ("seen", ctypes.c_uint64 * 2),  # seq when poll last reported FD_READ, FD_WRITE
     ]
 
-    def __init__(self) -> None:
-        super().__init__(answered=1, pollable=1, seen=(NEVER, NEVER))
+    @classmethod
+    def fresh(cls) -> IoRecord:
+        """A new socket's record (a copy of bytes: the keyword constructor is several times slower)."""
+        return cls.from_buffer_copy(_FRESH)
+
+
+_FRESH = bytes(IoRecord(answered=1, pollable=1, seen=(NEVER, NEVER)))
 
 
 class PollState(ctypes.Structure):

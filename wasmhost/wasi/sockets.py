@@ -141,7 +141,7 @@ class Socket(Descriptor):
         #: Shared with the C fast paths: ``answered``, ``io_seq``, what poll saw, the
         #: non-blocking flag, whether C may poll and the byte counts live here (made before
         #: ``Descriptor`` sets ``io_seq``, ``flags`` and ``rights``).
-        self._io = IoRecord()
+        self._io = IoRecord.fresh()
         self._limited_by: Connections | None = None
         super().__init__(SOCKET_RIGHTS, SOCKET_RIGHTS, flags)
         sock.setblocking(False)
@@ -156,8 +156,6 @@ class Socket(Descriptor):
         #: An accepted connection: its record, counted in ``owner`` until it closes.
         self.record: Connection | None = None
         self.owner: Connections | None = None
-        #: Listening, as the guest asked (``sock_listen``): accept looks at the backlog first.
-        self.listening = False
         self._parked: socket.socket | None = None
 
     def host_socket(self, sock: socket.socket) -> None:
@@ -195,6 +193,15 @@ class Socket(Descriptor):
     def rights(self, value: int) -> None:
         self._rights = value
         self._io.pollable = self._polled_in_c()
+
+    @property
+    def listening(self) -> bool:
+        """Listening, as the guest asked (``sock_listen``): accept looks at the backlog first."""
+        return bool(self._io.listening)
+
+    @listening.setter
+    def listening(self, value: bool) -> None:
+        self._io.listening = value
 
     @property
     def limited_by(self) -> Connections | None:
@@ -340,11 +347,13 @@ class Sockets:
         return self.ctx.memory
 
     def fronted(self, table: Table) -> Table:
-        """``table`` with ``sock_recv`` and ``sock_send`` behind their C fast path: C first,
-        these methods when it declines (``_native.sockio``)."""
+        """``table`` with ``sock_recv``, ``sock_send`` and ``sock_accept`` behind their C fast
+        paths: C first, these methods when it declines (``_native.sockio``)."""
         fronts: dict[object, Front] = {
             self.sock_recv: Front(sockio.RECV, self.sock_recv, self.fds.native),
             self.sock_send: Front(sockio.SEND, self.sock_send, self.fds.native),
+            self.sock_accept_v1: Front(sockio.ACCEPT, self.sock_accept_v1, self.fds.native),
+            self.sock_accept_v2: Front(sockio.ACCEPT, self.sock_accept_v2, self.fds.native),
         }
         return {key: fronts.get(func, func) for key, func in table.items()}
 
