@@ -1,12 +1,14 @@
-"""Fuzz target: sock_recv, sock_send, poll_oneoff and sock_accept with the C fast paths
-(wasmhost/_native/sockio.c) and without them, on the same arguments, guest memory and socket
+"""Fuzz target: sock_recv, sock_send, poll_oneoff, sock_accept, fd_fdstat_get,
+fd_fdstat_set_flags and sock_shutdown with the C fast paths (wasmhost/_native/sockio.c) and
+without them, on the same arguments, guest memory and socket
 state (``tests.wasi.sockio_pair``). A difference between the two is a finding; so is a crash,
 which only C code can cause here.
 
     byte 0      bit 0: a send, else a receive; bit 1: a non-blocking socket; bit 2: the peer
                 has shut down its side; bit 3: a poll_oneoff instead (bits 0-2 unused);
                 bit 4: an accept on a listener instead (bit 0: sock_accept_v2; the peer
-                connects when it sends something)
+                connects when it sends something); bit 5: by bits 6-7, fd_fdstat_get,
+                fd_fdstat_set_flags or sock_shutdown (2 and 3) instead
     byte 1      the descriptor: the socket below 192, else stdout, a free number or 2**32-1
                 (a poll names its descriptors in its subscriptions: the socket is 3)
     bytes 2-21  the call's other arguments, u32 little endian (a send and a poll take four)
@@ -43,6 +45,10 @@ def decode(data: bytes) -> tuple[bool, dict[str, object]]:
         writes = [(0, _short_clocks(memory, args[0], args[2]))]
         return True, {"op": "poll", "fd": None, "args": args[:4], "pending": pending, "peer_shut": True,
                       "writes": writes}  # fmt: skip
+    if data[0] & 32:
+        op = ("fdstat", "set_flags", "shutdown", "shutdown")[data[0] >> 6]
+        call = {"op": op, "fd": fd, "args": args[:1], "pending": pending, "peer_shut": peer_shut}
+        return nonblock, {**call, "writes": [(0, memory)]}  # these calls never wait
     if data[0] & 16:
         op, arity = ("accept2", 2) if send else ("accept", 1)
         accept = {"op": op, "fd": fd, "args": args[:arity], "pending": pending, "peer_shut": peer_shut}
@@ -74,7 +80,8 @@ def _short_clocks(memory: bytes, in_ptr: int, nsubs: int) -> bytes:
 
 def encode(op: str, flags: int, args: tuple[int, ...], pending: bytes, memory: bytes, fd: int = 0) -> bytes:
     """An input for one call (``flags``: byte 0's bits above the operation): how seeds are written."""
-    flags |= {"recv": 0, "send": 1, "poll": 8, "accept": 16, "accept2": 17}[op]
+    flags |= {"recv": 0, "send": 1, "poll": 8, "accept": 16, "accept2": 17, "fdstat": 32, "set_flags": 96,
+              "shutdown": 160}[op]  # fmt: skip
     head = bytes([flags, fd]) + struct.pack("<5I", *args, *[0] * (5 - len(args)))
     return head + bytes([len(pending)]) + pending + memory
 
@@ -108,6 +115,9 @@ def seeds() -> dict[str, bytes]:
         "accept": encode("accept", 2, (512,), b"GET /", b""),
         "accept-v2": encode("accept2", 2, (0, 512), b"", b""),
         "accept-v2-flags": encode("accept2", 2, (0x20, 512), b"", b""),
+        "fdstat": encode("fdstat", 0, (512,), b"", b""),
+        "set-flags": encode("set_flags", 0, (4,), b"", b""),
+        "shutdown": encode("shutdown", 0, (2,), b"x", b""),
     }
 
 

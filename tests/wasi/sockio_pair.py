@@ -1,7 +1,8 @@
-"""One guest, twice: with the C fast paths of sock_recv, sock_send, poll_oneoff and sock_accept
-(wasmhost/_native/sockio.c) and without them. The same call on the same socket state must end
-the same way on both: errno, guest memory, bytes moved and the socket's record. Used by
-tests/wasi/test_sockio*.py and by the fuzz target fuzz/sockio.py."""
+"""One guest, twice: with the C fast paths of wasmhost/_native/sockio.c (sock_recv, sock_send,
+poll_oneoff, sock_accept, fd_fdstat_get, fd_fdstat_set_flags, sock_shutdown) and without
+them. The same call on the same socket state must end the same way on both: errno, guest
+memory, bytes moved and the socket's record. Used by tests/wasi/test_sockio*.py and by the
+fuzz target fuzz/sockio.py."""
 
 from __future__ import annotations
 
@@ -26,7 +27,13 @@ WAT = f"""(module
   (import {P1} "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
   (import {P1} "sock_accept" (func $accept (param i32 i32) (result i32)))
   (import {P1} "sock_accept_v2" (func $accept2 (param i32 i32 i32) (result i32)))
+  (import {P1} "fd_fdstat_get" (func $fdstat (param i32 i32) (result i32)))
+  (import {P1} "fd_fdstat_set_flags" (func $set_flags (param i32 i32) (result i32)))
+  (import {P1} "sock_shutdown" (func $shutdown (param i32 i32) (result i32)))
   (memory (export "memory") 1)
+  (func (export "fdstat") (param i32 i32) (result i32) (call $fdstat (local.get 0) (local.get 1)))
+  (func (export "set_flags") (param i32 i32) (result i32) (call $set_flags (local.get 0) (local.get 1)))
+  (func (export "shutdown") (param i32 i32) (result i32) (call $shutdown (local.get 0) (local.get 1)))
   (func (export "accept") (param i32 i32) (result i32) (call $accept (local.get 0) (local.get 1)))
   (func (export "accept2") (param i32 i32 i32) (result i32)
     (call $accept2 (local.get 0) (local.get 1) (local.get 2)))
@@ -85,8 +92,8 @@ class Side:
         self, op: str, fd: int | None, args: Iterable[int], pending: bytes, peer_shut: bool,
         writes: Iterable[tuple[int, bytes]], times: int = 1,
     ) -> Outcome:  # fmt: skip
-        """``op`` ("recv", "send", "accept" or "accept2" on ``fd``, None: the socket; or
-        "poll", whose subscriptions are in memory) after the memory ``writes``, with
+        """``op`` (an export of ``WAT`` that takes ``fd`` first, None: the socket; or "poll",
+        whose subscriptions are in memory) after the memory ``writes``, with
         ``pending`` sent by the peer (a listener's peer connects first if there is any) and its
         side shut down if ``peer_shut``; made ``times`` times, the last compared."""
         for ptr, data in writes:
@@ -102,11 +109,15 @@ class Side:
         for _ in range(times):
             errno: int = self.instance.call(op, *fds, *args)
         io = self.sock.io
-        record = (io.seq, io.received, io.sent, io.answered, tuple(io.seen), self.preview1._poll.idle_ns)
+        record = (
+            io.seq, io.received, io.sent, io.answered, tuple(io.seen), io.flags, io.rights, io.inheriting,
+            self.preview1._poll.idle_ns,
+        )  # fmt: skip
         return errno, self.memory(), (*record, drain(self.peer), drain(self.guest))
 
     def close(self) -> None:
         self.instance.close()
+        self.guest.close()
         self.peer.close()
 
 

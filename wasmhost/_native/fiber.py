@@ -378,7 +378,7 @@ class Store:
                 self._keep += [env, host]
                 self._fronts.append((func.__name__, env))
                 env_ptr = ctypes.addressof(env)
-                is_async, callback = True, _AsyncCallback(host.entry)
+                callback = (_AsyncCallback if is_async else _Callback)(host.entry)
             mb, nb = mod.encode(), name.encode()
             functype = sig.functype()  # must outlive the call: its __del__ frees the C type
             define = _DEFINE_ASYNC if is_async else _DEFINE_UNCHECKED

@@ -1,5 +1,6 @@
 /* sock_recv, sock_send, poll_oneoff and sock_accept without Python, when they can finish at
- * once.
+ * once; and on stream sockets fd_fdstat_get, fd_fdstat_set_flags and sock_shutdown, which a
+ * server makes once per connection.
  *
  * A server on 50 keep-alive connections makes three socket calls per request and almost never
  * waits; through Python each costs several microseconds, here a fraction of one. These are
@@ -11,7 +12,8 @@
  * datagram, a closed socket, a blocking socket with nothing to read, a poll that must wait or
  * hold stale readiness back, a connection to accept) goes to the Python host function as it
  * would without this file, so every error, every wait and every new descriptor has one
- * implementation.
+ * implementation. The last three are unchecked host functions (they never wait): a valid call
+ * on a stream socket in C, every other (an error to report) in Python.
  *
  * No Python here and no Wasmtime header: wasmhost/_native/sockio.py loads this library with
  * ctypes and hands over the four Wasmtime functions it needs, from the library wasmtime-py
@@ -38,11 +40,18 @@ typedef struct {
 } wt_continuation;
 typedef void (*wt_async_callback)(void *env, void *caller, const wt_val *args, size_t nargs, wt_val *results,
                                   size_t nresults, void **trap, wt_continuation *cont);
+/* wasmtime_val_raw_t: 16 bytes, an i32 in the low 4; an unchecked function's arguments and
+ * results share one array. */
+typedef struct { uint64_t of[2]; } wt_raw;
+typedef void *(*wt_unchecked_callback)(void *env, void *caller, wt_raw *raw, size_t n);
 
 enum { EXTERN_MEMORY = 3, VAL_I32 = 0, WASI_ESUCCESS = 0, FAST_IOVECS = 64, ERRNOS = 256 };
 /* poll_oneoff's ABI: 48-byte subscriptions, 32-byte events, the three event types. */
 enum { SUB_SIZE = 48, EVENT_SIZE = 32, FAST_SUBS = 256, CLOCK = 0, FD_READ = 1, FD_WRITE = 2, CLOCK_IDS = 4 };
 enum { EVENT_HANGUP = 1, ACCEPT_FLAGS = 0x1F };
+/* The WASI ABI's values (wasmhost/wasi/abi.py). */
+enum { FILETYPE_SOCKET_STREAM = 6, FDFLAG_NONBLOCK = 4, FDFLAGS_ALL = 0x1F, FDSTAT_SIZE = 24 };
+#define RIGHT_FD_FDSTAT_SET_FLAGS (1u << 3)
 #define NEVER UINT64_MAX /* `seen`: poll never reported it */
 
 static struct {
@@ -59,13 +68,14 @@ uint16_t wasmhost_errnos[ERRNOS];
 /* A socket's state shared with Python (Socket.io in wasmhost/wasi/sockets.py). */
 struct io {
     int32_t os_fd;     /* -1: a datagram socket, or closed: every call is Python's */
-    uint32_t nonblock; /* the guest's FDFLAG_NONBLOCK */
+    uint32_t flags;    /* the guest's fdflags (FDFLAG_NONBLOCK among them) */
     uint32_t answered; /* the last bytes moved were sent, not received */
     uint32_t pollable; /* poll may look at os_fd: the right to poll, and no concurrency limit */
     uint32_t listening; /* the guest called sock_listen (and the host still listens) */
     uint64_t seq;      /* I/O calls made: poll's edge-awareness (Descriptor.io_seq) */
     uint64_t received, sent;
     uint64_t seen[2];  /* seq when poll last reported FD_READ, FD_WRITE (NEVER: not yet) */
+    uint64_t rights, inheriting;
 };
 
 /* poll_oneoff's state shared with Python (Preview1): how long stale readiness is held back. */
@@ -82,7 +92,7 @@ struct fdmap {
 
 /* One host function of one store: its Python implementation and the guest's descriptors. */
 struct front {
-    wt_async_callback fallback;
+    void *fallback; /* a wt_async_callback, or a wt_unchecked_callback for the unchecked ones */
     struct fdmap *map;
     uint64_t calls; /* calls finished here; the Python trampoline counts the others */
     void *state;    /* the function's own (poll_oneoff: struct pollstate) */
@@ -178,7 +188,7 @@ static bool transfer(struct front *f, void *caller, const wt_val *args, wt_val *
     do
         n = sending ? sendmsg(io->os_fd, &msg, MSG_NOSIGNAL) : recvmsg(io->os_fd, &msg, 0);
     while (n < 0 && errno == EINTR);
-    if (n < 0 && errno == EAGAIN && !io->nonblock)
+    if (n < 0 && errno == EAGAIN && !(io->flags & FDFLAG_NONBLOCK))
         return false; /* a blocking socket waits, in Python */
     io->seq++;
     if (n < 0) {
@@ -200,13 +210,13 @@ static bool transfer(struct front *f, void *caller, const wt_val *args, wt_val *
 void wasmhost_sock_recv(void *env, void *caller, const wt_val *args, size_t nargs, wt_val *results, size_t nresults,
                         void **trap, wt_continuation *cont) {
     if (!transfer(env, caller, args, results, cont, false))
-        ((struct front *)env)->fallback(NULL, caller, args, nargs, results, nresults, trap, cont);
+        ((wt_async_callback)((struct front *)env)->fallback)(NULL, caller, args, nargs, results, nresults, trap, cont);
 }
 
 void wasmhost_sock_send(void *env, void *caller, const wt_val *args, size_t nargs, wt_val *results, size_t nresults,
                         void **trap, wt_continuation *cont) {
     if (!transfer(env, caller, args, results, cont, true))
-        ((struct front *)env)->fallback(NULL, caller, args, nargs, results, nresults, trap, cont);
+        ((wt_async_callback)((struct front *)env)->fallback)(NULL, caller, args, nargs, results, nresults, trap, cont);
 }
 
 /* The event answering a subscription (poll.fd_event and poll.event in Python). */
@@ -301,7 +311,7 @@ static bool poll_now(struct front *f, void *caller, const wt_val *args, wt_val *
 void wasmhost_poll_oneoff(void *env, void *caller, const wt_val *args, size_t nargs, wt_val *results,
                           size_t nresults, void **trap, wt_continuation *cont) {
     if (!poll_now(env, caller, args, results, cont))
-        ((struct front *)env)->fallback(NULL, caller, args, nargs, results, nresults, trap, cont);
+        ((wt_async_callback)((struct front *)env)->fallback)(NULL, caller, args, nargs, results, nresults, trap, cont);
 }
 
 /* sock_accept(fd, out) or sock_accept_v2(fd, flags, out) on a non-blocking listener that
@@ -313,7 +323,7 @@ static bool accept_again(struct front *f, void *caller, const wt_val *args, size
     struct io *io = lookup(f, ARG(0));
     struct memory m;
     if ((nargs == 3 && (ARG(1) & ~(uint32_t)ACCEPT_FLAGS)) || io == NULL || !io->listening || !io->pollable ||
-        !io->nonblock || io->seen[FD_READ - 1] == io->seq || !guest_memory(caller, &m) || !fits(&m, ARG(nargs - 1), 4))
+        !(io->flags & FDFLAG_NONBLOCK) || io->seen[FD_READ - 1] == io->seq || !guest_memory(caller, &m) || !fits(&m, ARG(nargs - 1), 4))
         return false;
     struct pollfd fd = {.fd = io->os_fd, .events = POLLIN};
     int ready;
@@ -330,5 +340,60 @@ static bool accept_again(struct front *f, void *caller, const wt_val *args, size
 void wasmhost_sock_accept(void *env, void *caller, const wt_val *args, size_t nargs, wt_val *results,
                           size_t nresults, void **trap, wt_continuation *cont) {
     if (!accept_again(env, caller, args, nargs, results, cont))
-        ((struct front *)env)->fallback(NULL, caller, args, nargs, results, nresults, trap, cont);
+        ((wt_async_callback)((struct front *)env)->fallback)(NULL, caller, args, nargs, results, nresults, trap, cont);
+}
+
+/* --- unchecked: fd_fdstat_get, fd_fdstat_set_flags, sock_shutdown --------------------------- */
+
+#define RAW(i) ((uint32_t)raw[i].of[0])
+
+static void *done(struct front *f, wt_raw *raw, int err) {
+    raw[0].of[0] = (uint32_t)err;
+    raw[0].of[1] = 0;
+    f->calls++;
+    return NULL;
+}
+
+static void *python(struct front *f, void *caller, wt_raw *raw, size_t n) {
+    return ((wt_unchecked_callback)f->fallback)(NULL, caller, raw, n);
+}
+
+/* fd_fdstat_get(fd, out): the 24-byte fdstat of a stream socket, as Python packs it. */
+void *wasmhost_fd_fdstat_get(void *env, void *caller, wt_raw *raw, size_t n) {
+    struct front *f = env;
+    struct io *io = lookup(f, RAW(0));
+    struct memory m;
+    if (io == NULL || !guest_memory(caller, &m) || !fits(&m, RAW(1), FDSTAT_SIZE))
+        return python(f, caller, raw, n);
+    uint8_t *stat = m.data + RAW(1);
+    uint16_t flags = (uint16_t)io->flags;
+    memset(stat, 0, FDSTAT_SIZE);
+    stat[0] = FILETYPE_SOCKET_STREAM;
+    memcpy(stat + 2, &flags, 2);
+    memcpy(stat + 8, &io->rights, 8);
+    memcpy(stat + 16, &io->inheriting, 8);
+    return done(f, raw, WASI_ESUCCESS);
+}
+
+/* fd_fdstat_set_flags(fd, flags) on a stream socket allowed to: its record holds the flags. */
+void *wasmhost_fd_fdstat_set_flags(void *env, void *caller, wt_raw *raw, size_t n) {
+    struct front *f = env;
+    struct io *io = lookup(f, RAW(0));
+    uint32_t flags = RAW(1);
+    if (io == NULL || (flags & ~(uint32_t)FDFLAGS_ALL) || !(io->rights & RIGHT_FD_FDSTAT_SET_FLAGS))
+        return python(f, caller, raw, n);
+    io->flags = flags;
+    return done(f, raw, WASI_ESUCCESS);
+}
+
+/* sock_shutdown(fd, how) of a stream socket; how 0 and 1 both mean SHUT_RD, as in Python. */
+void *wasmhost_sock_shutdown(void *env, void *caller, wt_raw *raw, size_t n) {
+    static const int hows[] = {SHUT_RD, SHUT_RD, SHUT_WR, SHUT_RDWR};
+    struct front *f = env;
+    struct io *io = lookup(f, RAW(0));
+    uint32_t how = RAW(1);
+    if (io == NULL || how > 3)
+        return python(f, caller, raw, n);
+    io->seq++;
+    return done(f, raw, shutdown(io->os_fd, hows[how]) < 0 ? wasi_errno(errno) : WASI_ESUCCESS);
 }

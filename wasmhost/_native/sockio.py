@@ -1,19 +1,20 @@
 """``sock_recv``, ``sock_send``, ``poll_oneoff`` and ``sock_accept`` in C when they finish at
-once (``sockio.c``): a server's hot path without Python, about three times the requests per
-second on 50 keep-alive connections (``benchmarks/serve.py``).
+once, and ``fd_fdstat_get``, ``fd_fdstat_set_flags`` and ``sock_shutdown`` of stream sockets
+(``sockio.c``): a server's hot path without Python, about three times the requests per second
+on 50 keep-alive connections (``benchmarks/serve.py``).
 
 The C functions handle only a valid call on stream sockets that needs no wait, and hand
-every other call to the Python host function they front, so errors and waits keep one
-implementation. Python and C share per socket an ``IoRecord`` (its host descriptor, the
-guest's non-blocking flag, the counters poll and the connection log read), per guest an
-``FdMap`` from descriptor numbers to records, and for poll a ``PollState``.
+every other call to the Python host function they front (async or unchecked, as the Python
+function is), so errors and waits keep one implementation. Python and C share per socket an
+``IoRecord`` (its host descriptor, the guest's flags and rights, the counters poll and the
+connection log read), per guest an ``FdMap`` from descriptor numbers to records, and for poll
+a ``PollState``.
 """
 
 from __future__ import annotations
 
 import ctypes
 import importlib.util
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,9 @@ RECV: int = ctypes.cast(_LIB.wasmhost_sock_recv, ctypes.c_void_p).value or 0
 SEND: int = ctypes.cast(_LIB.wasmhost_sock_send, ctypes.c_void_p).value or 0
 POLL: int = ctypes.cast(_LIB.wasmhost_poll_oneoff, ctypes.c_void_p).value or 0
 ACCEPT: int = ctypes.cast(_LIB.wasmhost_sock_accept, ctypes.c_void_p).value or 0
+FDSTAT_GET: int = ctypes.cast(_LIB.wasmhost_fd_fdstat_get, ctypes.c_void_p).value or 0
+FDSTAT_SET_FLAGS: int = ctypes.cast(_LIB.wasmhost_fd_fdstat_set_flags, ctypes.c_void_p).value or 0
+SHUTDOWN: int = ctypes.cast(_LIB.wasmhost_sock_shutdown, ctypes.c_void_p).value or 0
 #: ``IoRecord.seen`` of readiness poll has not reported.
 NEVER = 2**64 - 1
 
@@ -48,7 +52,7 @@ class IoRecord(ctypes.Structure):
 
     _fields_ = [
         ("os_fd", ctypes.c_int32),  # -1: the C path leaves every call to Python
-        ("nonblock", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),  # the guest's fdflags
         ("answered", ctypes.c_uint32),
         ("pollable", ctypes.c_uint32),  # poll may look at os_fd
         ("listening", ctypes.c_uint32),
@@ -56,6 +60,8 @@ class IoRecord(ctypes.Structure):
         ("received", ctypes.c_uint64),
         ("sent", ctypes.c_uint64),
         ("seen", ctypes.c_uint64 * 2),  # seq when poll last reported FD_READ, FD_WRITE
+        ("rights", ctypes.c_uint64),
+        ("inheriting", ctypes.c_uint64),
     ]
 
     @classmethod
@@ -113,19 +119,15 @@ class _FrontStruct(ctypes.Structure):
 
 @attrs.frozen
 class Front:
-    """A host function with a C fast path (``entry``) before its Python ``fallback``."""
+    """A host function with a C fast path (``entry``) before its Python ``fallback``: an
+    async C function before a coroutine function, an unchecked one before a plain one."""
 
     entry: int
-    fallback: Callable[..., Any] = attrs.field(validator=lambda _i, _a, f: _coroutine_function(f))
+    fallback: Callable[..., Any]
     fdmap: FdMap
     state: ctypes.Structure | None = None  # the C function's own, kept alive here
 
     def env(self, fallback: Any) -> _FrontStruct:
-        """The C function's environment, given the fallback as an async callback (ctypes)."""
+        """The C function's environment, given the fallback as a ctypes callback."""
         state = None if self.state is None else ctypes.addressof(self.state)
         return _FrontStruct(ctypes.cast(fallback, ctypes.c_void_p), ctypes.pointer(self.fdmap.struct), 0, state)
-
-
-def _coroutine_function(func: Callable[..., Any]) -> None:
-    if not inspect.iscoroutinefunction(func):  # the C function calls it as an async callback
-        raise TypeError(f"{func!r} must be a coroutine function to back a C fast path")

@@ -162,10 +162,14 @@ class Preview1:
         self._pollers: _Kept[tuple[tuple[int, int], ...], Any] = _Kept()
 
     def fronted(self, table: Table) -> Table:
-        """``table`` with ``poll_oneoff`` behind its C fast path: C first, Python when it
-        declines (``_native.sockio``)."""
-        front = Front(sockio.POLL, self.poll_oneoff, self.fds.native, self._poll)
-        return {key: front if func == self.poll_oneoff else func for key, func in table.items()}
+        """``table`` with ``poll_oneoff`` and the fdstat functions behind their C fast paths
+        (stream sockets only): C first, Python when it declines (``_native.sockio``)."""
+        fronts: dict[object, Front] = {
+            self.poll_oneoff: Front(sockio.POLL, self.poll_oneoff, self.fds.native, self._poll),
+            self.fd_fdstat_get: Front(sockio.FDSTAT_GET, self.fd_fdstat_get, self.fds.native),
+            self.fd_fdstat_set_flags: Front(sockio.FDSTAT_SET_FLAGS, self.fd_fdstat_set_flags, self.fds.native),
+        }
+        return {key: fronts.get(func, func) for key, func in table.items()}
 
     # --- args, environment, clocks, random, process -------------------------------------
 

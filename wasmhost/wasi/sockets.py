@@ -178,21 +178,31 @@ class Socket(Descriptor):
 
     @property
     def flags(self) -> int:
-        return self._flags
+        flags: int = self._io.flags
+        return flags
 
     @flags.setter
     def flags(self, value: int) -> None:
-        self._flags = value
-        self._io.nonblock = value & FDFLAG_NONBLOCK
+        self._io.flags = value
 
     @property
     def rights(self) -> int:
-        return self._rights
+        rights: int = self._io.rights
+        return rights
 
     @rights.setter
     def rights(self, value: int) -> None:
-        self._rights = value
+        self._io.rights = value
         self._io.pollable = self._polled_in_c()
+
+    @property
+    def inheriting(self) -> int:
+        inheriting: int = self._io.inheriting
+        return inheriting
+
+    @inheriting.setter
+    def inheriting(self, value: int) -> None:
+        self._io.inheriting = value
 
     @property
     def listening(self) -> bool:
@@ -217,7 +227,7 @@ class Socket(Descriptor):
     def _polled_in_c(self) -> bool:
         """Whether C's poll may look at the host socket: the guest may poll it, and nothing
         (a concurrency limit) makes Python's ``os_fd`` another descriptor."""
-        return bool(self._rights & Rights.POLL_FD_READWRITE) and self._limited_by is None
+        return bool(self.rights & Rights.POLL_FD_READWRITE) and self._limited_by is None
 
     def seen(self, kind: int) -> int | None:
         seq: int = self._io.seen[kind - 1]
@@ -347,13 +357,14 @@ class Sockets:
         return self.ctx.memory
 
     def fronted(self, table: Table) -> Table:
-        """``table`` with ``sock_recv``, ``sock_send`` and ``sock_accept`` behind their C fast
-        paths: C first, these methods when it declines (``_native.sockio``)."""
+        """``table`` with ``sock_recv``, ``sock_send``, ``sock_accept`` and ``sock_shutdown``
+        behind their C fast paths: C first, these methods when it declines (``_native.sockio``)."""
         fronts: dict[object, Front] = {
             self.sock_recv: Front(sockio.RECV, self.sock_recv, self.fds.native),
             self.sock_send: Front(sockio.SEND, self.sock_send, self.fds.native),
             self.sock_accept_v1: Front(sockio.ACCEPT, self.sock_accept_v1, self.fds.native),
             self.sock_accept_v2: Front(sockio.ACCEPT, self.sock_accept_v2, self.fds.native),
+            self.sock_shutdown: Front(sockio.SHUTDOWN, self.sock_shutdown, self.fds.native),
         }
         return {key: fronts.get(func, func) for key, func in table.items()}
 
