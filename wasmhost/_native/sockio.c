@@ -207,16 +207,21 @@ static bool transfer(struct front *f, void *caller, const wt_val *args, wt_val *
     return true;
 }
 
+static void python_async(struct front *f, void *caller, const wt_val *args, size_t nargs, wt_val *results,
+                         size_t nresults, void **trap, wt_continuation *cont) {
+    ((wt_async_callback)f->fallback)(NULL, caller, args, nargs, results, nresults, trap, cont);
+}
+
 void wasmhost_sock_recv(void *env, void *caller, const wt_val *args, size_t nargs, wt_val *results, size_t nresults,
                         void **trap, wt_continuation *cont) {
     if (!transfer(env, caller, args, results, cont, false))
-        ((wt_async_callback)((struct front *)env)->fallback)(NULL, caller, args, nargs, results, nresults, trap, cont);
+        python_async(env, caller, args, nargs, results, nresults, trap, cont);
 }
 
 void wasmhost_sock_send(void *env, void *caller, const wt_val *args, size_t nargs, wt_val *results, size_t nresults,
                         void **trap, wt_continuation *cont) {
     if (!transfer(env, caller, args, results, cont, true))
-        ((wt_async_callback)((struct front *)env)->fallback)(NULL, caller, args, nargs, results, nresults, trap, cont);
+        python_async(env, caller, args, nargs, results, nresults, trap, cont);
 }
 
 /* The event answering a subscription (poll.fd_event and poll.event in Python). */
@@ -311,7 +316,7 @@ static bool poll_now(struct front *f, void *caller, const wt_val *args, wt_val *
 void wasmhost_poll_oneoff(void *env, void *caller, const wt_val *args, size_t nargs, wt_val *results,
                           size_t nresults, void **trap, wt_continuation *cont) {
     if (!poll_now(env, caller, args, results, cont))
-        ((wt_async_callback)((struct front *)env)->fallback)(NULL, caller, args, nargs, results, nresults, trap, cont);
+        python_async(env, caller, args, nargs, results, nresults, trap, cont);
 }
 
 /* sock_accept(fd, out) or sock_accept_v2(fd, flags, out) on a non-blocking listener that
@@ -323,7 +328,8 @@ static bool accept_again(struct front *f, void *caller, const wt_val *args, size
     struct io *io = lookup(f, ARG(0));
     struct memory m;
     if ((nargs == 3 && (ARG(1) & ~(uint32_t)ACCEPT_FLAGS)) || io == NULL || !io->listening || !io->pollable ||
-        !(io->flags & FDFLAG_NONBLOCK) || io->seen[FD_READ - 1] == io->seq || !guest_memory(caller, &m) || !fits(&m, ARG(nargs - 1), 4))
+        !(io->flags & FDFLAG_NONBLOCK) || io->seen[FD_READ - 1] == io->seq || !guest_memory(caller, &m) ||
+        !fits(&m, ARG(nargs - 1), 4))
         return false;
     struct pollfd fd = {.fd = io->os_fd, .events = POLLIN};
     int ready;
@@ -340,7 +346,7 @@ static bool accept_again(struct front *f, void *caller, const wt_val *args, size
 void wasmhost_sock_accept(void *env, void *caller, const wt_val *args, size_t nargs, wt_val *results,
                           size_t nresults, void **trap, wt_continuation *cont) {
     if (!accept_again(env, caller, args, nargs, results, cont))
-        ((wt_async_callback)((struct front *)env)->fallback)(NULL, caller, args, nargs, results, nresults, trap, cont);
+        python_async(env, caller, args, nargs, results, nresults, trap, cont);
 }
 
 /* --- unchecked: fd_fdstat_get, fd_fdstat_set_flags, sock_shutdown --------------------------- */
@@ -354,7 +360,7 @@ static void *done(struct front *f, wt_raw *raw, int err) {
     return NULL;
 }
 
-static void *python(struct front *f, void *caller, wt_raw *raw, size_t n) {
+static void *python_unchecked(struct front *f, void *caller, wt_raw *raw, size_t n) {
     return ((wt_unchecked_callback)f->fallback)(NULL, caller, raw, n);
 }
 
@@ -364,7 +370,7 @@ void *wasmhost_fd_fdstat_get(void *env, void *caller, wt_raw *raw, size_t n) {
     struct io *io = lookup(f, RAW(0));
     struct memory m;
     if (io == NULL || !guest_memory(caller, &m) || !fits(&m, RAW(1), FDSTAT_SIZE))
-        return python(f, caller, raw, n);
+        return python_unchecked(f, caller, raw, n);
     uint8_t *stat = m.data + RAW(1);
     uint16_t flags = (uint16_t)io->flags;
     memset(stat, 0, FDSTAT_SIZE);
@@ -381,7 +387,7 @@ void *wasmhost_fd_fdstat_set_flags(void *env, void *caller, wt_raw *raw, size_t 
     struct io *io = lookup(f, RAW(0));
     uint32_t flags = RAW(1);
     if (io == NULL || (flags & ~(uint32_t)FDFLAGS_ALL) || !(io->rights & RIGHT_FD_FDSTAT_SET_FLAGS))
-        return python(f, caller, raw, n);
+        return python_unchecked(f, caller, raw, n);
     io->flags = flags;
     return done(f, raw, WASI_ESUCCESS);
 }
@@ -393,7 +399,7 @@ void *wasmhost_sock_shutdown(void *env, void *caller, wt_raw *raw, size_t n) {
     struct io *io = lookup(f, RAW(0));
     uint32_t how = RAW(1);
     if (io == NULL || how > 3)
-        return python(f, caller, raw, n);
+        return python_unchecked(f, caller, raw, n);
     io->seq++;
     return done(f, raw, shutdown(io->os_fd, hows[how]) < 0 ? wasi_errno(errno) : WASI_ESUCCESS);
 }

@@ -138,9 +138,9 @@ class Socket(Descriptor):
     """A guest socket: a non-blocking host socket; NONBLOCK is the guest's own view."""
 
     def __init__(self, sock: socket.socket, flags: int = 0, kind: tuple[int, int, int] | None = None) -> None:
-        #: Shared with the C fast paths: ``answered``, ``io_seq``, what poll saw, the
-        #: non-blocking flag, whether C may poll and the byte counts live here (made before
-        #: ``Descriptor`` sets ``io_seq``, ``flags`` and ``rights``).
+        #: Shared with the C fast paths (``_native.sockio``): ``io_seq``, what poll saw, the
+        #: flags and rights, ``answered``, ``listening`` and the byte counts live here (made
+        #: before ``Descriptor`` sets ``io_seq``, ``flags`` and ``rights``).
         self._io = IoRecord.fresh()
         self._limited_by: Connections | None = None
         super().__init__(SOCKET_RIGHTS, SOCKET_RIGHTS, flags)
