@@ -82,6 +82,10 @@ class Side:
         self.fd = self.instance._ctx.fds.add(self.sock)
         assert self.fd == SOCKET_FD
 
+    def c_calls(self, name: str | None = None) -> int:
+        """The calls of ``name`` (None: of every function) the C path answered itself."""
+        return sum(env.calls for fn, env in self.instance._store._fronts if name in (None, fn))
+
     def memory(self) -> bytes:
         return self.instance._ctx.memory.read(0, PAGE)
 
