@@ -1,5 +1,5 @@
 """Fuzz target: sock_recv, sock_send, poll_oneoff, sock_accept, fd_fdstat_get,
-fd_fdstat_set_flags and sock_shutdown with the C fast paths (wasmhost/_native/sockio.c) and
+fd_fdstat_set_flags, sock_shutdown and fd_close with the C fast paths (wasmhost/_native/sockio.c) and
 without them, on the same arguments, guest memory and socket
 state (``tests.wasi.sockio_pair``). A difference between the two is a finding; so is a crash,
 which only C code can cause here.
@@ -8,9 +8,11 @@ which only C code can cause here.
                 has shut down its side; bit 3: a poll_oneoff instead (bits 0-2 unused);
                 bit 4: an accept on a listener instead (bit 0: sock_accept_v2; the peer
                 connects when it sends something); bit 5: by bits 6-7, fd_fdstat_get,
-                fd_fdstat_set_flags or sock_shutdown (2 and 3) instead
+                fd_fdstat_set_flags, sock_shutdown or fd_close instead (fd_close: on a
+                listener, which first accepts a connection if the peer sends something)
     byte 1      the descriptor: the socket below 192, else stdout, a free number or 2**32-1
-                (a poll names its descriptors in its subscriptions: the socket is 3)
+                (a poll names its descriptors in its subscriptions: the socket is 3; for
+                fd_close, below 96 the connection accepted, 4)
     bytes 2-21  the call's other arguments, u32 little endian (a send and a poll take four)
     byte 22     how many of the following bytes the peer sends before the call
     the rest    the first bytes of the guest's 64 KiB memory
@@ -25,11 +27,12 @@ from __future__ import annotations
 
 import struct
 
-from tests.wasi.sockio_pair import PAGE, compare
+from tests.wasi.sockio_pair import PAGE, SOCKET_FD, Side, compare
 from wasmhost.wasi.abi import SUB_CLOCK, SUB_FD, SUBSCRIPTION
 from wasmhost.wasi.poll import CLOCK, FD_READ, FD_WRITE
 
 _OTHER_FDS = (1, 99, 2**32 - 1)
+_ACCEPTED = SOCKET_FD + 1
 _HEAD = 23
 
 
@@ -45,8 +48,11 @@ def decode(data: bytes) -> tuple[bool, dict[str, object]]:
         writes = [(0, _short_clocks(memory, args[0], args[2]))]
         return True, {"op": "poll", "fd": None, "args": args[:4], "pending": pending, "peer_shut": True,
                       "writes": writes}  # fmt: skip
+    if data[0] & 32 and data[0] >> 6 == 3:
+        close = {"op": "close", "fd": _ACCEPTED if data[1] < 96 else fd, "args": [], "pending": b"", "peer_shut": False}
+        return True, {**close, "listener": True, "prepare": _accept if pending else None, "writes": [(0, memory)]}
     if data[0] & 32:
-        op = ("fdstat", "set_flags", "shutdown", "shutdown")[data[0] >> 6]
+        op = ("fdstat", "set_flags", "shutdown")[data[0] >> 6]
         call = {"op": op, "fd": fd, "args": args[:1], "pending": pending, "peer_shut": peer_shut}
         return nonblock, {**call, "writes": [(0, memory)]}  # these calls never wait
     if data[0] & 16:
@@ -62,6 +68,12 @@ def decode(data: bytes) -> tuple[bool, dict[str, object]]:
         "writes": [(0, memory)],
     }
     return nonblock or not (send or peer_shut), call
+
+
+def _accept(side: Side) -> None:
+    """A connection accepted before the call, in C where it can be."""
+    side.peer.connect(side.guest.getsockname())
+    side.instance.call("accept", SOCKET_FD, 0)
 
 
 def _short_clocks(memory: bytes, in_ptr: int, nsubs: int) -> bytes:
@@ -81,7 +93,7 @@ def _short_clocks(memory: bytes, in_ptr: int, nsubs: int) -> bytes:
 def encode(op: str, flags: int, args: tuple[int, ...], pending: bytes, memory: bytes, fd: int = 0) -> bytes:
     """An input for one call (``flags``: byte 0's bits above the operation): how seeds are written."""
     flags |= {"recv": 0, "send": 1, "poll": 8, "accept": 16, "accept2": 17, "fdstat": 32, "set_flags": 96,
-              "shutdown": 160}[op]  # fmt: skip
+              "shutdown": 160, "close": 224}[op]  # fmt: skip
     head = bytes([flags, fd]) + struct.pack("<5I", *args, *[0] * (5 - len(args)))
     return head + bytes([len(pending)]) + pending + memory
 
@@ -118,6 +130,9 @@ def seeds() -> dict[str, bytes]:
         "fdstat": encode("fdstat", 0, (512,), b"", b""),
         "set-flags": encode("set_flags", 0, (4,), b"", b""),
         "shutdown": encode("shutdown", 0, (2,), b"x", b""),
+        "close-accepted": encode("close", 0, (), b"x", b""),
+        "close-listener": encode("close", 0, (), b"x", b"", fd=100),
+        "close-nothing-accepted": encode("close", 0, (), b"", b""),
     }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from wasmhost import Host, Instance, Module
+from wasmhost._native.sockio import IoRecord
 from wasmhost.wasi.abi import FDFLAG_NONBLOCK
 from wasmhost.wasi.linking import Table
 from wasmhost.wasi.preview1 import Preview1
@@ -30,10 +31,12 @@ WAT = f"""(module
   (import {P1} "fd_fdstat_get" (func $fdstat (param i32 i32) (result i32)))
   (import {P1} "fd_fdstat_set_flags" (func $set_flags (param i32 i32) (result i32)))
   (import {P1} "sock_shutdown" (func $shutdown (param i32 i32) (result i32)))
+  (import {P1} "fd_close" (func $close (param i32) (result i32)))
   (memory (export "memory") 1)
   (func (export "fdstat") (param i32 i32) (result i32) (call $fdstat (local.get 0) (local.get 1)))
   (func (export "set_flags") (param i32 i32) (result i32) (call $set_flags (local.get 0) (local.get 1)))
   (func (export "shutdown") (param i32 i32) (result i32) (call $shutdown (local.get 0) (local.get 1)))
+  (func (export "close") (param i32) (result i32) (call $close (local.get 0)))
   (func (export "accept") (param i32 i32) (result i32) (call $accept (local.get 0) (local.get 1)))
   (func (export "accept2") (param i32 i32 i32) (result i32)
     (call $accept2 (local.get 0) (local.get 1) (local.get 2)))
@@ -79,6 +82,8 @@ class Side:
             self.peer.setblocking(False)
         self.sock = Socket(self.guest, FDFLAG_NONBLOCK if nonblock else 0)
         self.sock.listening = listener
+        if listener:  # as sock_listen does
+            self.instance._ctx.fds.native.accepting(self.instance.connections.counts)
         self.fd = self.instance._ctx.fds.add(self.sock)
         assert self.fd == SOCKET_FD
 
@@ -112,12 +117,18 @@ class Side:
         fds = [] if op == "poll" else [self.fd if fd is None else fd]
         for _ in range(times):
             errno: int = self.instance.call(op, *fds, *args)
-        io = self.sock.io
-        record = (
-            io.seq, io.received, io.sent, io.answered, tuple(io.seen), io.flags, io.rights, io.inheriting,
-            self.preview1._poll.idle_ns,
+        conns = self.instance.connections
+        state = (
+            _record(self.sock.io), self.preview1._poll.idle_ns, self.accepted(), conns.accepted, conns.open,
+            drain(self.peer), drain(self.guest),
         )  # fmt: skip
-        return errno, self.memory(), (*record, drain(self.peer), drain(self.guest))
+        return errno, self.memory(), state
+
+    def accepted(self) -> list[tuple[int, tuple[Any, ...]]]:
+        """The descriptors after the socket's (the connections accepted) and their records,
+        read without making a Python descriptor of a bare one."""
+        slots = self.instance._ctx.fds.native._slots
+        return [(fd, _record(IoRecord.from_address(slots[fd]))) for fd in range(SOCKET_FD + 1, len(slots)) if slots[fd]]
 
     def close(self) -> None:
         self.instance.close()
@@ -156,6 +167,14 @@ def compare(
     return with_c
 
 
+def _record(io: IoRecord) -> tuple[Any, ...]:
+    """What a record says, but whether it is bare: that is what the C path changes."""
+    return (
+        io.os_fd >= 0, io.seq, io.received, io.sent, io.answered, tuple(io.seen), io.flags, io.rights, io.inheriting,
+        io.pollable, io.listening, io.port,
+    )  # fmt: skip
+
+
 def _summary(outcome: Outcome) -> str:
     errno, memory, state = outcome
     return f"errno {errno}, memory digest {hash(memory):x}, record and buffers {state}"
@@ -163,6 +182,8 @@ def _summary(outcome: Outcome) -> str:
 
 def drain(sock: socket.socket) -> bytes:
     """What is left to read on ``sock`` now, ``<eof>`` marking the end of the stream."""
+    if sock.fileno() < 0:
+        return b"<closed>"
     sock.setblocking(False)
     data = b""
     while True:

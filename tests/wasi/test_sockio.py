@@ -80,7 +80,7 @@ def test_the_c_path_moves_what_python_moves(
     """The calls a server makes, each compared: the sample above mostly tests refusals."""
     count = len(writes[0][1]) // 8
     args = [16, count, 0, 512, 516][: 5 if op == "recv" else 4]
-    errno, _memory, (seq, received, sent, *_rest) = compare(
+    errno, _memory, ((_open, seq, received, sent, *_record), *_rest) = compare(
         nonblock, op=op, fd=None, args=args, pending=pending, peer_shut=peer_shut, writes=writes
     )
     assert errno in (0, Errno.AGAIN) and seq == 1

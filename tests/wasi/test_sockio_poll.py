@@ -161,7 +161,7 @@ def test_a_socket_c_may_not_poll_is_left_to_python() -> None:
         assert side.sock.io.pollable == 0
 
     def full(side: Side) -> None:
-        side.sock.limited_by = Connections("guest", limit=1, open=1)
+        side.sock.limited_by = Connections("guest", limit=0)  # full
         assert side.sock.io.pollable == 0
 
     errno, memory, _record = poll(64, subs((WRITE, SOCKET_FD)), prepare=no_poll_right)

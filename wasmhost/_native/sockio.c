@@ -1,24 +1,27 @@
 /* sock_recv, sock_send, poll_oneoff and sock_accept without Python, when they can finish at
- * once; and on stream sockets fd_fdstat_get, fd_fdstat_set_flags and sock_shutdown, which a
- * server makes once per connection.
+ * once; on stream sockets fd_fdstat_get, fd_fdstat_set_flags and sock_shutdown, which a
+ * server makes once per connection; and fd_close of a connection accepted here.
  *
  * A server on 50 keep-alive connections makes three socket calls per request and almost never
  * waits; through Python each costs several microseconds, here a fraction of one. These are
  * Wasmtime async host functions (wasmtime/async.h). The fast path takes only a valid call on
  * stream sockets whose Python descriptors gave them an `io` record: for receive and send, no
  * flags, every buffer inside memory, and a result that needs no wait; for poll, readiness
- * nobody has reported yet; for accept, the AGAIN of a non-blocking listener with no
- * connection waiting (servers accept until AGAIN). Anything else (a bad pointer, PEEK, a
- * datagram, a closed socket, a blocking socket with nothing to read, a poll that must wait or
- * hold stale readiness back, a connection to accept) goes to the Python host function as it
- * would without this file, so every error, every wait and every new descriptor has one
- * implementation. The last three are unchecked host functions (they never wait): a valid call
- * on a stream socket in C, every other (an error to report) in Python.
+ * nobody has reported yet; for accept, a listener without a concurrency limit that has a
+ * connection waiting or, non-blocking, none (servers accept until AGAIN). Anything else (a
+ * bad pointer, PEEK, a datagram, a closed socket, a blocking socket with nothing to read, a
+ * poll that must wait or hold stale readiness back) goes to the Python host function as it
+ * would without this file, so every error and every wait has one implementation. A
+ * connection accepted here is bare: a number and a record, and no Python descriptor until
+ * Python needs one (FdTable.get makes it then); a server that only reads, writes, polls and
+ * closes it never does. The fdstat calls, sock_shutdown and fd_close are unchecked host
+ * functions (they never wait): a valid call in C, every other (an error to report) in Python.
  *
  * No Python here and no Wasmtime header: wasmhost/_native/sockio.py loads this library with
  * ctypes and hands over the four Wasmtime functions it needs, from the library wasmtime-py
  * loaded. The structures below mirror the C API's layouts (wasmtime 50).
  */
+#define _GNU_SOURCE /* accept4 */
 #include <errno.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -28,6 +31,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 /* wasmtime_extern_t: a kind byte, then a 24-byte union (a memory is its first 16 bytes). */
 typedef struct { uint8_t kind; uint64_t of[3]; } wt_extern;
@@ -72,10 +76,21 @@ struct io {
     uint32_t answered; /* the last bytes moved were sent, not received */
     uint32_t pollable; /* poll may look at os_fd: the right to poll, and no concurrency limit */
     uint32_t listening; /* the guest called sock_listen (and the host still listens) */
+    uint32_t bare;     /* accepted here, and Python has made no descriptor of it yet */
+    int32_t port;      /* the port the guest asked for when the host's differs (-1: none) */
     uint64_t seq;      /* I/O calls made: poll's edge-awareness (Descriptor.io_seq) */
     uint64_t received, sent;
     uint64_t seen[2];  /* seq when poll last reported FD_READ, FD_WRITE (NEVER: not yet) */
     uint64_t rights, inheriting;
+};
+
+/* A new socket's record, filled in by Python (sockets.py) so both make the same. */
+struct io wasmhost_fresh_socket;
+
+/* A guest's accepted connections (Connections in wasmhost/net/connections.py). */
+struct conns {
+    uint64_t accepted, open;
+    uint32_t bare; /* C may accept and close: no limit, no per-accept callback, no access log */
 };
 
 /* poll_oneoff's state shared with Python (Preview1): how long stale readiness is held back. */
@@ -84,11 +99,42 @@ struct pollstate {
     uint32_t backoff; /* stale readiness is held back at all (--idle-backoff above 0) */
 };
 
-/* A guest's descriptor numbers -> their io records (NULL: not a fast socket). */
+/* A guest's descriptor table as C sees it (FdMap in sockio.py): which numbers are in use, the
+ * socket record of each (a placeholder whose os_fd is -1 for any other descriptor), and the
+ * records C may fill for connections it accepts. Numbers are handed out lowest first, as in
+ * POSIX, by wasmhost_fdmap_take whoever asks. */
 struct fdmap {
-    struct io **fds;
-    uint32_t size;
+    struct io **fds; /* NULL: the number is free */
+    uint32_t size;   /* every number from size on is free */
+    uint32_t count;  /* numbers in use */
+    uint32_t limit;  /* the guest's limit: past it, MFILE from Python */
+    uint32_t low;    /* every number below is in use */
+    struct io **spare; /* records C may fill for connections it accepts */
+    uint32_t nspare, spares; /* how many there are, and room for (every record C may hold) */
+    struct conns *conns; /* NULL: the guest has no sockets layer, C accepts nothing */
 };
+
+/* The lowest free number for io, or -1 when it is past size (Python grows the map first). */
+int64_t wasmhost_fdmap_take(struct fdmap *map, struct io *io) {
+    uint32_t fd = map->low;
+    while (fd < map->size && map->fds[fd] != NULL)
+        fd++;
+    if (fd >= map->size)
+        return -1;
+    map->fds[fd] = io;
+    map->count++;
+    map->low = fd + 1;
+    return fd;
+}
+
+void wasmhost_fdmap_free(struct fdmap *map, uint32_t fd) {
+    if (fd >= map->size || map->fds[fd] == NULL)
+        return;
+    map->fds[fd] = NULL;
+    map->count--;
+    if (fd < map->low)
+        map->low = fd;
+}
 
 /* One host function of one store: its Python implementation and the guest's descriptors. */
 struct front {
@@ -319,33 +365,74 @@ void wasmhost_poll_oneoff(void *env, void *caller, const wt_val *args, size_t na
         python_async(env, caller, args, nargs, results, nresults, trap, cont);
 }
 
-/* sock_accept(fd, out) or sock_accept_v2(fd, flags, out) on a non-blocking listener that
- * poll_oneoff has not just reported readable, when poll(2) finds no connection waiting:
- * AGAIN, as Python's _accept_now says without calling accept(2). Everything else is Python's,
- * a connection to accept above all. */
-static bool accept_again(struct front *f, void *caller, const wt_val *args, size_t nargs, wt_val *results,
-                         wt_continuation *cont) {
+/* Whether the connection accept4 returns can become a bare descriptor: a connections layer
+ * that lets C count it, a spare record, and a free number below the guest's limit. */
+static bool can_adopt(const struct fdmap *map) {
+    return map->conns != NULL && map->conns->bare && map->nspare > 0 && map->count < map->limit &&
+           map->count < map->size;
+}
+
+/* sock_accept(fd, out) or sock_accept_v2(fd, flags, out) on a listener without a concurrency
+ * limit, as Python's _accept and _accept_now make it: a non-blocking listener that poll_oneoff
+ * has not just reported readable, with no connection waiting by poll(2), says AGAIN without
+ * accept(2) (servers accept until AGAIN); otherwise accept4 takes the connection, which gets
+ * the lowest free number and a spare record marked bare: Python makes its descriptor only
+ * when a Python function first needs it (FdTable.get). Python's: a blocking listener with
+ * nothing to accept (a wait), a limit, no spare record or number, bad flags or pointers. */
+static bool accept_now(struct front *f, void *caller, const wt_val *args, size_t nargs, wt_val *results,
+                       wt_continuation *cont) {
+    struct fdmap *map = f->map;
     struct io *io = lookup(f, ARG(0));
+    uint32_t flags = nargs == 3 ? ARG(1) : 0, out = ARG(nargs - 1);
     struct memory m;
-    if ((nargs == 3 && (ARG(1) & ~(uint32_t)ACCEPT_FLAGS)) || io == NULL || !io->listening || !io->pollable ||
-        !(io->flags & FDFLAG_NONBLOCK) || io->seen[FD_READ - 1] == io->seq || !guest_memory(caller, &m) ||
-        !fits(&m, ARG(nargs - 1), 4))
+    if ((flags & ~(uint32_t)ACCEPT_FLAGS) || io == NULL || !io->listening || !io->pollable ||
+        !guest_memory(caller, &m) || !fits(&m, out, 4))
         return false;
-    struct pollfd fd = {.fd = io->os_fd, .events = POLLIN};
-    int ready;
+    bool nonblock = io->flags & FDFLAG_NONBLOCK;
+    if (io->seen[FD_READ - 1] != io->seq) { /* not just reported readable: look first */
+        struct pollfd fd = {.fd = io->os_fd, .events = POLLIN};
+        int ready;
+        do
+            ready = poll(&fd, 1, 0);
+        while (ready < 0 && errno == EINTR);
+        if (ready < 0 || (ready == 0 && !nonblock))
+            return false;
+        if (ready == 0) {
+            io->seq++;
+            finish(f, results, wasi_errno(EAGAIN), cont);
+            return true;
+        }
+    }
+    if (!can_adopt(map))
+        return false;
+    int conn;
     do
-        ready = poll(&fd, 1, 0);
-    while (ready < 0 && errno == EINTR);
-    if (ready != 0)
-        return false;
+        conn = accept4(io->os_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    while (conn < 0 && errno == EINTR);
+    if (conn < 0 && errno == EAGAIN && !nonblock)
+        return false; /* gone since poll: a blocking listener waits, in Python */
     io->seq++;
-    finish(f, results, wasi_errno(EAGAIN), cont);
+    if (conn < 0) {
+        finish(f, results, wasi_errno(errno), cont);
+        return true;
+    }
+    struct io *record = map->spare[--map->nspare];
+    *record = wasmhost_fresh_socket;
+    record->os_fd = conn;
+    record->flags = flags & FDFLAG_NONBLOCK;
+    record->port = io->port;
+    record->bare = 1;
+    uint32_t number = (uint32_t)wasmhost_fdmap_take(map, record);
+    memcpy(m.data + out, &number, 4);
+    map->conns->accepted++;
+    map->conns->open++;
+    finish(f, results, WASI_ESUCCESS, cont);
     return true;
 }
 
 void wasmhost_sock_accept(void *env, void *caller, const wt_val *args, size_t nargs, wt_val *results,
                           size_t nresults, void **trap, wt_continuation *cont) {
-    if (!accept_again(env, caller, args, nargs, results, cont))
+    if (!accept_now(env, caller, args, nargs, results, cont))
         python_async(env, caller, args, nargs, results, nresults, trap, cont);
 }
 
@@ -402,4 +489,21 @@ void *wasmhost_sock_shutdown(void *env, void *caller, wt_raw *raw, size_t n) {
         return python_unchecked(f, caller, raw, n);
     io->seq++;
     return done(f, raw, shutdown(io->os_fd, hows[how]) < 0 ? wasi_errno(errno) : WASI_ESUCCESS);
+}
+
+/* fd_close(fd) of a bare connection (one accepted here that Python never needed): the record
+ * goes back to the spares, which have room for it (FdMap.accepting). Any other descriptor is
+ * Python's. As on Linux, the number is free even when close(2) fails. */
+void *wasmhost_fd_close(void *env, void *caller, wt_raw *raw, size_t n) {
+    struct front *f = env;
+    struct fdmap *map = f->map;
+    uint32_t fd = RAW(0);
+    struct io *io = fd < map->size ? map->fds[fd] : NULL;
+    if (io == NULL || !io->bare || map->nspare >= map->spares)
+        return python_unchecked(f, caller, raw, n);
+    int err = close(io->os_fd) < 0 ? wasi_errno(errno) : WASI_ESUCCESS;
+    map->spare[map->nspare++] = io; /* the next accept fills it afresh */
+    wasmhost_fdmap_free(map, fd);
+    map->conns->open--;
+    return done(f, raw, err);
 }

@@ -2,8 +2,9 @@
 access log.
 
 Sans-I/O bookkeeping: the socket layer reports each accept and close (with the bytes moved)
-and asks ``full`` before accepting. At the limit, listeners stop being reported ready, so
-new connections wait in the kernel's backlog until one of the guest's connections closes.
+and asks ``full`` before accepting; the C accept path counts the connections it takes
+alone. At the limit, listeners stop being reported ready, so new connections wait in the
+kernel's backlog until one of the guest's connections closes.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import attrs
+
+from .._native.sockio import ConnCounts
 
 log = logging.getLogger("wasmhost")
 #: One line per closed connection (INFO), off unless enabled: ``serve --access-log``, or
@@ -23,26 +27,49 @@ access_log.setLevel(logging.WARNING)
 
 @attrs.define
 class Connection:
-    """One accepted connection: who, since when, and the bytes it moved."""
+    """One accepted connection the access log will report: who, and since when."""
 
     peer: str
     opened: float = attrs.field(factory=time.monotonic)
-    received: int = 0
-    sent: int = 0
+
+
+def _bare(conns: Connections, attribute: attrs.Attribute[Any], value: object) -> object:
+    """Keeps ``counts.bare`` true exactly when C may accept and close connections itself."""
+    now = {"limit": conns.limit, "on_accept": conns.on_accept, attribute.name: value}
+    conns.counts.bare = now["limit"] is None and now["on_accept"] is None and not conns.logged
+    return value
 
 
 @attrs.define
 class Connections:
-    """Counters and the limit for one guest's accepted connections."""
+    """Counters and the limit for one guest's accepted connections.
+
+    The counts live in a structure the C accept path (``_native.sockio``) updates as well. It
+    accepts and closes connections only when nothing here needs to see each one: no limit,
+    no ``on_accept``, and no access log, whose level is read when the guest starts.
+    """
 
     name: str
-    limit: int | None = None
-    accepted: int = 0
-    open: int = 0
+    limit: int | None = attrs.field(default=None, on_setattr=_bare)
     limit_hits: int = 0  # accepts that found the guest at its limit (each wait counts once)
     #: Called after each accept with the total so far (``serve --max-requests`` recycles on it).
-    on_accept: Callable[[int], None] | None = None
+    on_accept: Callable[[int], None] | None = attrs.field(default=None, on_setattr=_bare)
+    logged: bool = attrs.field(factory=lambda: access_log.isEnabledFor(logging.INFO))
+    counts: ConnCounts = attrs.field(factory=ConnCounts, init=False)
     _at_limit: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        _bare(self, attrs.fields(Connections).limit, self.limit)
+
+    @property
+    def accepted(self) -> int:
+        accepted: int = self.counts.accepted
+        return accepted
+
+    @property
+    def open(self) -> int:
+        open_now: int = self.counts.open
+        return open_now
 
     @property
     def full(self) -> bool:
@@ -58,17 +85,19 @@ class Connections:
             self._at_limit = False
         return full
 
-    def opened(self, peer: str) -> Connection:
-        self.accepted += 1
-        self.open += 1
+    def opened(self, peer: Callable[[], str]) -> Connection | None:
+        """Count a connection accepted in Python; its record when the access log wants one
+        (``peer`` formats the address only then)."""
+        self.counts.accepted += 1
+        self.counts.open += 1
         if self.on_accept is not None:
-            self.on_accept(self.accepted)
-        return Connection(peer)
+            self.on_accept(self.counts.accepted)
+        return Connection(peer()) if self.logged else None
 
-    def closed(self, conn: Connection) -> None:
-        self.open -= 1
-        if access_log.isEnabledFor(logging.INFO):
+    def closed(self, conn: Connection | None, received: int, sent: int) -> None:
+        self.counts.open -= 1
+        if conn is not None:
             access_log.info(
                 "%s: %s closed after %.3f s, %d bytes in, %d bytes out",
-                self.name, conn.peer, time.monotonic() - conn.opened, conn.received, conn.sent,
+                self.name, conn.peer, time.monotonic() - conn.opened, received, sent,
             )  # fmt: skip

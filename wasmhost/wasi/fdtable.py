@@ -9,7 +9,6 @@ what the guest's iovecs name.
 from __future__ import annotations
 
 import errno
-import heapq
 import logging
 import os
 import select
@@ -333,49 +332,52 @@ def filetype_of(mode: int) -> Filetype:
 class FdTable:
     """Maps guest descriptor numbers to descriptors, at most ``limit`` of them.
 
-    The lowest free number is handed out first, as POSIX does: freed numbers wait in a
-    heap, and above them every number from ``_next`` on is unused.
+    Numbers come from ``native`` (the lowest free first, as POSIX does), which C shares: a
+    connection the C accept path takes there has no descriptor object until Python first
+    needs it, when ``adopt`` makes one from its record.
     """
 
     def __init__(self, limit: int = MAX_FDS) -> None:
         self._fds: dict[int, Descriptor] = {}
-        #: The same numbers as the C fast path sees them (descriptors with an ``io`` record).
-        self.native = FdMap()
-        self._limit = limit
-        self._freed: list[int] = []
-        self._next = 0
+        self.native = FdMap(limit)
         #: Called the first time the table is full (the instance logs it once).
         self.on_full: Callable[[int], None] | None = None
         #: Called with a descriptor's ``host_fds`` before it is closed.
         self.on_close: Callable[[tuple[int, ...]], None] = lambda _fds: None
+        #: Makes the descriptor of a connection C accepted, from its record (set by the
+        #: sockets layer, the only one that lets C accept).
+        self.adopt: Callable[[IoRecord], Descriptor] | None = None
 
     def add(self, desc: Descriptor) -> int:
         """Give ``desc`` a number; at the limit, close it and raise ``MFILE``.
 
         The table owns ``desc`` from the call on, so no caller leaks a host resource.
         """
-        if len(self._fds) >= self._limit:
+        if self.native.count >= self.native.limit:
             _close_quietly(desc)
             report, self.on_full = self.on_full, None
             if report is not None:
-                report(self._limit)
+                report(self.native.limit)
             raise WasiError(Errno.MFILE)
-        if self._freed:
-            fd = heapq.heappop(self._freed)
-        else:
-            fd = self._next
-            self._next += 1
+        fd = self.native.take(desc.io)
         self._fds[fd] = desc
-        self.native.put(fd, desc.io)
         return fd
 
     def get(self, fd: int, rights: int = 0) -> Descriptor:
         """The descriptor, after checking it holds ``rights`` (``NOTCAPABLE`` if not)."""
         desc = self._fds.get(fd)
         if desc is None:
-            raise WasiError(Errno.BADF)
+            desc = self._adopted(fd)
         if rights & ~desc.rights:
             raise WasiError(Errno.NOTCAPABLE)
+        return desc
+
+    def _adopted(self, fd: int) -> Descriptor:
+        """The descriptor of a connection C accepted as ``fd``, made now; ``BADF`` if none."""
+        record = self.native.bare(fd)
+        if record is None or self.adopt is None:
+            raise WasiError(Errno.BADF)
+        desc = self._fds[fd] = self.adopt(record)
         return desc
 
     def directory(self, fd: int, rights: int) -> Directory:
@@ -386,37 +388,33 @@ class FdTable:
 
     def close(self, fd: int) -> None:
         """Forget ``fd`` and close its resource; a failing close still frees the number."""
-        desc = self._fds.pop(fd, None)
-        if desc is None:
-            raise WasiError(Errno.BADF)
-        heapq.heappush(self._freed, fd)
-        self.native.put(fd, None)
+        desc = self.get(fd)
+        del self._fds[fd]
+        self.native.free(fd)
         self.on_close(desc.host_fds())
         desc.close()
 
     def renumber(self, fd: int, to: int) -> None:
-        if fd not in self._fds or to not in self._fds:
-            raise WasiError(Errno.BADF)
+        moved, replaced = self.get(fd), self.get(to)
         if fd != to:
-            replaced = self._fds[to]
-            self._fds[to] = moved = self._fds.pop(fd)
-            heapq.heappush(self._freed, fd)
-            self.native.put(fd, None)
+            del self._fds[fd]
+            self._fds[to] = moved
+            self.native.free(fd)
             self.native.put(to, moved.io)
             self.on_close(replaced.host_fds())
             _close_quietly(replaced, to)  # as dup2 does, a failing close of the target is not reported
 
     def items(self) -> list[tuple[int, Descriptor]]:
+        for fd in self.native.bare_fds():
+            self._adopted(fd)
         return list(self._fds.items())
 
     def close_all(self) -> None:
         """Release every host resource the guest still holds; a close that fails is logged
         (the guest is gone, nobody else can act on it) and the others still happen."""
-        descs = list(self._fds.items())
+        descs = self.items()
         self._fds.clear()
         self.native.clear()
-        self._freed.clear()
-        self._next = 0
         for fd, desc in descs:
             self.on_close(desc.host_fds())
             _close_quietly(desc, fd)

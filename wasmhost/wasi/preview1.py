@@ -162,12 +162,13 @@ class Preview1:
         self._pollers: _Kept[tuple[tuple[int, int], ...], Any] = _Kept()
 
     def fronted(self, table: Table) -> Table:
-        """``table`` with ``poll_oneoff`` and the fdstat functions behind their C fast paths
-        (stream sockets only): C first, Python when it declines (``_native.sockio``)."""
+        """``table`` with ``poll_oneoff``, the fdstat functions and ``fd_close`` behind their C
+        fast paths (stream sockets only): C first, Python when it declines (``_native.sockio``)."""
         fronts: dict[object, Front] = {
             self.poll_oneoff: Front(sockio.POLL, self.poll_oneoff, self.fds.native, self._poll),
             self.fd_fdstat_get: Front(sockio.FDSTAT_GET, self.fd_fdstat_get, self.fds.native),
             self.fd_fdstat_set_flags: Front(sockio.FDSTAT_SET_FLAGS, self.fd_fdstat_set_flags, self.fds.native),
+            self.fd_close: Front(sockio.CLOSE, self.fd_close, self.fds.native),
         }
         return {key: fronts.get(func, func) for key, func in table.items()}
 

@@ -78,6 +78,7 @@ SOCKET_RIGHTS = int(
     Rights.FD_READ | Rights.FD_WRITE | Rights.FD_FDSTAT_SET_FLAGS | Rights.POLL_FD_READWRITE
     | Rights.FD_FILESTAT_GET | Rights.SOCK_SHUTDOWN
 ) | sum(1 << b for b in range(29, 36))  # fmt: skip
+sockio.FRESH.rights = sockio.FRESH.inheriting = SOCKET_RIGHTS
 
 # Option names (WASI number -> (level, Linux name, payload kind)).
 _OPTIONS: dict[int, tuple[int, int, str]] = {
@@ -137,25 +138,30 @@ SOCKET_FUNCTIONS: list[tuple[str, str, str]] = [
 class Socket(Descriptor):
     """A guest socket: a non-blocking host socket; NONBLOCK is the guest's own view."""
 
-    def __init__(self, sock: socket.socket, flags: int = 0, kind: tuple[int, int, int] | None = None) -> None:
+    def __init__(
+        self, sock: socket.socket, flags: int = 0, kind: tuple[int, int, int] | None = None, io: IoRecord | None = None
+    ) -> None:
         #: Shared with the C fast paths (``_native.sockio``): ``io_seq``, what poll saw, the
-        #: flags and rights, ``answered``, ``listening`` and the byte counts live here (made
-        #: before ``Descriptor`` sets ``io_seq``, ``flags`` and ``rights``).
-        self._io = IoRecord.fresh()
+        #: flags and rights, ``answered``, ``listening``, the guest port and the byte counts
+        #: live here. A new socket's starts as ``sockio.FRESH``; ``io``: a connection C
+        #: accepted, whose record is already in use. (So ``Descriptor.__init__`` has nothing to set.)
+        if io is None:
+            io = IoRecord.fresh()
+            io.flags = flags
+        self._io = io
         self._limited_by: Connections | None = None
-        super().__init__(SOCKET_RIGHTS, SOCKET_RIGHTS, flags)
         sock.setblocking(False)
         #: (family, type, protocol), given when known: ``socket.type`` and ``family`` are slow.
         self.kind = kind or (sock.family, sock.type, sock.proto)
         self.datagram = self.kind[1] == socket.SOCK_DGRAM
         self.host_socket(sock)
         self.filetype = Filetype.SOCKET_DGRAM if self.datagram else Filetype.SOCKET_STREAM
-        self.guest_port: int | None = None  # the port the guest asked for, when remapped
         self.peers: set[tuple[str, int]] = set()  # UDP senders the guest may answer
         self.timeouts: dict[int, float | None] = {}  # SO_RCVTIMEO / SO_SNDTIMEO in seconds
-        #: An accepted connection: its record, counted in ``owner`` until it closes.
-        self.record: Connection | None = None
+        #: An accepted connection: counted in ``owner`` until it closes, and its access log
+        #: record when the log is on.
         self.owner: Connections | None = None
+        self.record: Connection | None = None
         self._parked: socket.socket | None = None
 
     def host_socket(self, sock: socket.socket) -> None:
@@ -203,6 +209,16 @@ class Socket(Descriptor):
     @inheriting.setter
     def inheriting(self, value: int) -> None:
         self._io.inheriting = value
+
+    @property
+    def guest_port(self) -> int | None:
+        """The port the guest asked for, when the host's differs (``--publish``)."""
+        port: int = self._io.port
+        return None if port < 0 else port
+
+    @guest_port.setter
+    def guest_port(self, value: int | None) -> None:
+        self._io.port = -1 if value is None else value
 
     @property
     def listening(self) -> bool:
@@ -318,9 +334,8 @@ class Socket(Descriptor):
 
     def close(self) -> None:
         self._io.os_fd = -1
-        if self.owner is not None and self.record is not None:
-            self.record.received, self.record.sent = self._io.received, self._io.sent
-            self.owner.closed(self.record)
+        if self.owner is not None:
+            self.owner.closed(self.record, self._io.received, self._io.sent)
             self.owner = None
         self.sock.close()
         if self._parked is not None:
@@ -351,6 +366,7 @@ class Sockets:
         self.connections = Connections(name, network.limit_concurrency)
         self._warned: set[str] = set()
         self._listeners: list[Socket] = []
+        self.fds.adopt = self._adopt
 
     @property
     def mem(self) -> GuestMemory:
@@ -502,6 +518,7 @@ class Sockets:
         self._bind_unbound(sock, connecting=False)
         _os(sock.sock.listen, min(backlog, 4096) or 128)
         sock.listening = True
+        self.fds.native.accepting(self.connections.counts)
         self._tune(sock)  # accepted connections inherit TCP_NODELAY: no setsockopt per accept
         self._announce(sock, "")
 
@@ -605,8 +622,15 @@ class Sockets:
         conn, peer = await self.ctx.blocking(listener, False, lambda: self._accept_now(listener))
         accepted = Socket(conn, flags, listener.kind)
         accepted.guest_port = listener.guest_port
-        accepted.record, accepted.owner = self.connections.opened(_show(peer)), self.connections
+        accepted.owner, accepted.record = self.connections, self.connections.opened(lambda: _show(peer))
         self.mem.set_u32(out, self.fds.add(accepted))
+        self.fds.native.refill()  # C's spare records ran out, or will
+
+    def _adopt(self, io: IoRecord) -> Socket:
+        """The descriptor of a connection the C path accepted (``FdTable.adopt``)."""
+        accepted = Socket(socket.socket(fileno=io.os_fd), io=io)
+        accepted.owner = self.connections
+        return accepted
 
     def _accept_now(self, listener: Socket) -> tuple[socket.socket, Any]:
         if listener.limited_by is not None and listener.limited_by.full:
