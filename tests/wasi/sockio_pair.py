@@ -82,7 +82,7 @@ class Side:
             self.peer.setblocking(False)
         self.sock = Socket(self.guest, FDFLAG_NONBLOCK if nonblock else 0)
         self.sock.listening = listener
-        if listener:  # as sock_listen does
+        if listener:  # as the guest's first accept does
             self.instance._ctx.fds.native.accepting(self.instance.connections.counts)
         self.fd = self.instance._ctx.fds.add(self.sock)
         assert self.fd == SOCKET_FD

@@ -182,7 +182,8 @@ class FdMap:
         self.struct.count = self.struct.low = 0
 
     def accepting(self, conns: ConnCounts) -> None:
-        """Let C accept connections into spare records, counting them in ``conns``."""
+        """Let C accept connections into spare records, counting them in ``conns``; refill
+        them. Called by Python's accept: a listener nobody connects to costs no memory."""
         self._conns = conns
         self.struct.conns = ctypes.pointer(conns)
         if not self._spare:
@@ -191,12 +192,12 @@ class FdMap:
             self._spare = (ctypes.c_void_p * (SPARES + self.limit))()
             self.struct.spare = ctypes.cast(self._spare, _Slots)
             self.struct.spares = len(self._spare)
-        self.refill()
+        self._refill()
 
-    def refill(self) -> None:
+    def _refill(self) -> None:
         """Bring C's spare records back to ``SPARES``: new ones after accepts, fewer after the
-        connections accepted before a refill came back. None before ``accepting``."""
-        while self.struct.nspare < SPARES and self._spare:
+        connections accepted before a refill came back."""
+        while self.struct.nspare < SPARES:
             record = IoRecord()
             self._records[ctypes.addressof(record)] = record
             self._spare[self.struct.nspare] = ctypes.addressof(record)

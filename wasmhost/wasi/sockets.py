@@ -518,7 +518,6 @@ class Sockets:
         self._bind_unbound(sock, connecting=False)
         _os(sock.sock.listen, min(backlog, 4096) or 128)
         sock.listening = True
-        self.fds.native.accepting(self.connections.counts)
         self._tune(sock)  # accepted connections inherit TCP_NODELAY: no setsockopt per accept
         self._announce(sock, "")
 
@@ -624,7 +623,7 @@ class Sockets:
         accepted.guest_port = listener.guest_port
         accepted.owner, accepted.record = self.connections, self.connections.opened(lambda: _show(peer))
         self.mem.set_u32(out, self.fds.add(accepted))
-        self.fds.native.refill()  # C's spare records ran out, or will
+        self.fds.native.accepting(self.connections.counts)  # the spare records ran out, or were never made
 
     def _adopt(self, io: IoRecord) -> Socket:
         """The descriptor of a connection the C path accepted (``FdTable.adopt``)."""
