@@ -261,16 +261,15 @@ class _Lifecycle:
     ready: Any
 
     def __call__(self, serving: Any) -> Awaitable[None]:
-        if self.max_requests is not None:
-            serving.instance.connections.on_accept = self._counted  # set now: before the guest's first accept
+        if self.max_requests is not None:  # set now: before the guest's first accept
+            serving.instance.connections.when_accepted(self.max_requests, self._reached)
         return self._announce_ready(serving)
 
-    def _counted(self, accepted: int) -> None:
-        if accepted == self.max_requests:
-            log.info("worker %d: %d connections accepted (--max-requests): recycling it once its replacement"
-                     " listens", self.index, accepted)  # fmt: skip
-            stats.limit_hit("max_requests")
-            self.recycle.set()
+    def _reached(self) -> None:
+        log.info("worker %d: %d connections accepted (--max-requests): recycling it once its replacement"
+                 " listens", self.index, self.max_requests)  # fmt: skip
+        stats.limit_hit("max_requests")
+        self.recycle.set()
 
     async def _announce_ready(self, serving: Any) -> None:
         while not serving.ready:

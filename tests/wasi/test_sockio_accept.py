@@ -131,6 +131,19 @@ def test_c_accepts_into_numbers_python_makes_room_for() -> None:
             client.close()
 
 
+def test_python_makes_the_accept_a_callback_waits_for() -> None:
+    with sides(True, listener=True) as (fast, _slow):
+        conns, reached, clients = fast.instance.connections, [], []
+        conns.when_accepted(2, lambda: reached.append(conns.accepted))
+        for c_calls in (1, 1, 2):  # the second accept is Python's
+            clients.append(socket.create_connection(fast.guest.getsockname()))
+            assert fast.instance.call("accept", SOCKET_FD, OUT) == 0
+            assert fast.c_calls("sock_accept_v1") == c_calls
+        assert reached == [2] and conns.accepted == 3
+        for client in clients:
+            client.close()
+
+
 @pytest.mark.parametrize("fd", [SOCKET_FD + 1, SOCKET_FD, 0, 1, 1000])
 @pytest.mark.parametrize("adopted", [False, True])
 def test_the_c_path_closes_as_python_does(fd: int, adopted: bool) -> None:
@@ -155,7 +168,7 @@ def test_the_c_path_closes_as_python_does(fd: int, adopted: bool) -> None:
         ("limited", Errno.AGAIN),  # a full listener: Python says AGAIN without looking
         ("no spares", 0),  # a connection, and no record for C to fill
         ("descriptor limit", Errno.MFILE),  # a connection, and no number below the limit
-        ("counted", 0),  # a connection, and a callback to tell of each (--max-requests)
+        ("counted", 0),  # a connection, the one a callback waits for (--max-requests)
     ],
 )
 def test_what_c_leaves_to_python(case: str, expected: int | None) -> None:
@@ -169,7 +182,7 @@ def test_what_c_leaves_to_python(case: str, expected: int | None) -> None:
         elif case == "descriptor limit":
             side.instance._ctx.fds.native.struct.limit = SOCKET_FD + 1
         elif case == "counted":
-            side.instance.connections.on_accept = lambda _accepted: None
+            side.instance.connections.when_accepted(1, lambda: None)
 
     if case.startswith("blocking"):
         with sides(False, listener=True) as (fast, _slow):
@@ -194,7 +207,7 @@ def test_what_c_leaves_to_python(case: str, expected: int | None) -> None:
             fast.peer.connect(fast.guest.getsockname())
         fast.instance.call("accept", SOCKET_FD, OUT)
         assert fast.c_calls("sock_accept_v1") == 0
-        if pending and case != "counted":  # with nothing to accept, C still says AGAIN
+        if pending:  # with nothing to accept, C still says AGAIN
             prepare(fast)
             assert fast.instance.call("accept", SOCKET_FD, OUT) == Errno.AGAIN
             assert fast.c_calls("sock_accept_v1") == 1

@@ -90,7 +90,8 @@ struct io wasmhost_fresh_socket;
 /* A guest's accepted connections (Connections in wasmhost/net/connections.py). */
 struct conns {
     uint64_t accepted, open;
-    uint32_t bare; /* C may accept and close: no limit, no per-accept callback, no access log */
+    uint32_t bare;      /* C may accept and close: no limit, no access log */
+    uint64_t notify_at; /* the total whose accept is Python's, which calls back then */
 };
 
 /* poll_oneoff's state shared with Python (Preview1): how long stale readiness is held back. */
@@ -366,10 +367,11 @@ void wasmhost_poll_oneoff(void *env, void *caller, const wt_val *args, size_t na
 }
 
 /* Whether the connection accept4 returns can become a bare descriptor: a connections layer
- * that lets C count it, a spare record, and a free number below the guest's limit. */
+ * that lets C count it (and waits for no callback at this total), a spare record, and a free
+ * number below the guest's limit. */
 static bool can_adopt(const struct fdmap *map) {
-    return map->conns != NULL && map->conns->bare && map->nspare > 0 && map->count < map->limit &&
-           map->count < map->size;
+    return map->conns != NULL && map->conns->bare && map->conns->accepted + 1 != map->conns->notify_at &&
+           map->nspare > 0 && map->count < map->limit && map->count < map->size;
 }
 
 /* sock_accept(fd, out) or sock_accept_v2(fd, flags, out) on a listener without a concurrency

@@ -99,6 +99,7 @@ class ConnCounts(ctypes.Structure):
         ("accepted", ctypes.c_uint64),
         ("open", ctypes.c_uint64),
         ("bare", ctypes.c_uint32),  # C may accept and close connections itself
+        ("notify_at", ctypes.c_uint64),  # the total whose accept Python must make (Connections.when_accepted)
     ]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from .._native.sockio import ConnCounts
+from .._native.sockio import NEVER, ConnCounts
 
 log = logging.getLogger("wasmhost")
 #: One line per closed connection (INFO), off unless enabled: ``serve --access-log``, or
@@ -33,11 +33,10 @@ class Connection:
     opened: float = attrs.field(factory=time.monotonic)
 
 
-def _bare(conns: Connections, attribute: attrs.Attribute[Any], value: object) -> object:
+def _bare(conns: Connections, _attribute: attrs.Attribute[Any], limit: int | None) -> int | None:
     """Keeps ``counts.bare`` true exactly when C may accept and close connections itself."""
-    now = {"limit": conns.limit, "on_accept": conns.on_accept, attribute.name: value}
-    conns.counts.bare = now["limit"] is None and now["on_accept"] is None and not conns.logged
-    return value
+    conns.counts.bare = limit is None and not conns.logged
+    return limit
 
 
 @attrs.define
@@ -45,21 +44,28 @@ class Connections:
     """Counters and the limit for one guest's accepted connections.
 
     The counts live in a structure the C accept path (``_native.sockio``) updates as well. It
-    accepts and closes connections only when nothing here needs to see each one: no limit,
-    no ``on_accept``, and no access log, whose level is read when the guest starts.
+    accepts and closes connections only when nothing here needs to see each one: no limit and
+    no access log, whose level is read when the guest starts; and it leaves to Python the
+    accept ``when_accepted`` waits for.
     """
 
     name: str
     limit: int | None = attrs.field(default=None, on_setattr=_bare)
     limit_hits: int = 0  # accepts that found the guest at its limit (each wait counts once)
-    #: Called after each accept with the total so far (``serve --max-requests`` recycles on it).
-    on_accept: Callable[[int], None] | None = attrs.field(default=None, on_setattr=_bare)
     logged: bool = attrs.field(factory=lambda: access_log.isEnabledFor(logging.INFO))
     counts: ConnCounts = attrs.field(factory=ConnCounts, init=False)
     _at_limit: bool = False
+    _on_reached: Callable[[], None] | None = None
 
     def __attrs_post_init__(self) -> None:
         _bare(self, attrs.fields(Connections).limit, self.limit)
+        self.counts.notify_at = NEVER
+
+    def when_accepted(self, total: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the ``total``-th connection is accepted (``serve
+        --max-requests`` recycles a worker then)."""
+        self.counts.notify_at = total
+        self._on_reached = callback
 
     @property
     def accepted(self) -> int:
@@ -90,8 +96,8 @@ class Connections:
         (``peer`` formats the address only then)."""
         self.counts.accepted += 1
         self.counts.open += 1
-        if self.on_accept is not None:
-            self.on_accept(self.counts.accepted)
+        if self.counts.accepted == self.counts.notify_at and self._on_reached is not None:
+            self._on_reached()
         return Connection(peer()) if self.logged else None
 
     def closed(self, conn: Connection | None, received: int, sent: int) -> None:
