@@ -45,7 +45,7 @@ class Connections:
 
     The counts live in a structure the C accept path (``_native.sockio``) updates as well. It
     accepts and closes connections only when nothing here needs to see each one: no limit and
-    no access log, whose level is read when the guest starts; and it leaves to Python the
+    no access log, whose level is read when the instance is made; and it leaves to Python the
     accept ``when_accepted`` waits for.
     """
 
@@ -53,13 +53,12 @@ class Connections:
     limit: int | None = attrs.field(default=None, on_setattr=_bare)
     limit_hits: int = 0  # accepts that found the guest at its limit (each wait counts once)
     logged: bool = attrs.field(factory=lambda: access_log.isEnabledFor(logging.INFO))
-    counts: ConnCounts = attrs.field(factory=ConnCounts, init=False)
+    counts: ConnCounts = attrs.field(factory=lambda: ConnCounts(notify_at=NEVER), init=False)
     _at_limit: bool = False
     _on_reached: Callable[[], None] | None = None
 
     def __attrs_post_init__(self) -> None:
         _bare(self, attrs.fields(Connections).limit, self.limit)
-        self.counts.notify_at = NEVER
 
     def when_accepted(self, total: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` when the ``total``-th connection is accepted (``serve
