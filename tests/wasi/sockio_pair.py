@@ -1,8 +1,9 @@
 """One guest, twice: with the C fast paths of wasmhost/_native/sockio.c (sock_recv, sock_send,
-poll_oneoff, sock_accept, fd_fdstat_get, fd_fdstat_set_flags, sock_shutdown) and without
-them. The same call on the same socket state must end the same way on both: errno, guest
-memory, bytes moved and the socket's record. Used by tests/wasi/test_sockio*.py and by the
-fuzz target fuzz/sockio.py."""
+poll_oneoff, sock_accept, fd_fdstat_get, fd_fdstat_set_flags, sock_shutdown, fd_close) and
+without them. The same call on the same socket state must end the same way on both: errno,
+guest memory, bytes moved, the socket's record, the records of the connections accepted and
+the connection counts. Used by tests/wasi/test_sockio*.py and by the fuzz target
+fuzz/sockio.py."""
 
 from __future__ import annotations
 
