@@ -185,9 +185,9 @@ class FdMap:
     def accepting(self, conns: ConnCounts) -> None:
         """Let C accept connections into spare records, counting them in ``conns``; refill
         them. Called by Python's accept: a listener nobody connects to costs no memory."""
-        self._conns = conns
-        self.struct.conns = ctypes.pointer(conns)
-        if not self._spare:
+        if not self._spare:  # the first accept: set up once
+            self._conns = conns
+            self.struct.conns = ctypes.pointer(conns)
             # Room for every record C may hold: the spares, and one per connection it accepted,
             # which its fd_close gives back.
             self._spare = (ctypes.c_void_p * (SPARES + self.limit))()

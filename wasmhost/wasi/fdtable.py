@@ -374,8 +374,7 @@ class FdTable:
 
     def _adopted(self, fd: int) -> Descriptor:
         """The descriptor of a connection C accepted as ``fd``, made now; ``BADF`` if none."""
-        record = self.native.bare(fd)
-        if record is None or self.adopt is None:
+        if self.adopt is None or (record := self.native.bare(fd)) is None:
             raise WasiError(Errno.BADF)
         desc = self._fds[fd] = self.adopt(record)
         return desc
